@@ -1,0 +1,214 @@
+"""FIN-01 (finance summary) and FIN-02 (a tenant's invoice page): the documents the finance API
+serves and `pay10_baseline` records, with the API's camelCase keys.
+
+Both read `payments.selectors.balances.invoices_with_balances`, so an invoice the backfill has not
+reached yet counts with its legacy paid figure and every status shown is the engine's verdict for
+today, never a stale stored one. Totals are therefore identical before, during and after the
+backfill.
+
+Which date each figure follows (docs/api.md repeats this):
+- invoice figures (invoiced, collected, outstanding, overdue, by status, aging) follow the invoice's
+  issue date (`issued_at`, else `created_at`);
+- pending verification follows the payment's `received_at`;
+- unapplied credit is what credits hold now, whatever the period.
+Figures are per currency and never add two currencies together.
+"""
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Case, Count, Q, Sum, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from billing.models import Invoice, Tenant
+from payments.domain import status as engine
+from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
+from payments.selectors.balances import credits_with_balances, invoices_with_balances
+
+
+class Period:
+    ALL_TIME = "ALL_TIME"
+    THIS_MONTH = "THIS_MONTH"
+    LAST_MONTH = "LAST_MONTH"
+    THIS_QUARTER = "THIS_QUARTER"
+    THIS_YEAR = "THIS_YEAR"
+    LAST_30_DAYS = "LAST_30_DAYS"
+    CUSTOM = "CUSTOM"
+
+    NAMED = (ALL_TIME, THIS_MONTH, LAST_MONTH, THIS_QUARTER, THIS_YEAR, LAST_30_DAYS)
+
+
+AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
+BILLED_STATUSES = (engine.ISSUED, engine.PARTIALLY_PAID, engine.PAID, engine.OVERDUE)
+
+FIN02_MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Inclusive first and last day; None on either side means open."""
+
+    first: date | None
+    last: date | None
+
+
+def period_range(*, period: str, today: date, date_from: date | None = None, date_to: date | None = None) -> DateRange:
+    if period == Period.ALL_TIME:
+        return DateRange(None, None)
+    if period == Period.CUSTOM:
+        return DateRange(date_from, date_to)
+    if period == Period.THIS_MONTH:
+        return DateRange(today.replace(day=1), today)
+    if period == Period.LAST_MONTH:
+        last = today.replace(day=1) - timedelta(days=1)
+        return DateRange(last.replace(day=1), last)
+    if period == Period.THIS_QUARTER:
+        first_month = 3 * ((today.month - 1) // 3) + 1
+        return DateRange(date(today.year, first_month, 1), today)
+    if period == Period.THIS_YEAR:
+        return DateRange(date(today.year, 1, 1), today)
+    if period == Period.LAST_30_DAYS:
+        return DateRange(today - timedelta(days=29), today)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _time_filter(field: str, date_range: DateRange) -> Q:
+    condition = Q()
+    if date_range.first is not None:
+        condition &= Q(**{f"{field}__gte": _start_of(date_range.first)})
+    if date_range.last is not None:
+        condition &= Q(**{f"{field}__lt": _start_of(date_range.last + timedelta(days=1))})
+    return condition
+
+
+def _aging_bucket_expression(today: date) -> Case:
+    return Case(
+        When(Q(due_date__isnull=True) | Q(due_date__gte=today), then=Value("current")),
+        When(due_date__gte=today - timedelta(days=30), then=Value("1-30")),
+        When(due_date__gte=today - timedelta(days=60), then=Value("31-60")),
+        When(due_date__gte=today - timedelta(days=90), then=Value("61-90")),
+        default=Value("90+"),
+    )
+
+
+def _empty_currency_summary() -> dict:
+    return {
+        "invoicedCents": 0,
+        "collectedCents": 0,
+        "outstandingCents": 0,
+        "overdueCents": 0,
+        "pendingVerificationCents": 0,
+        "unappliedCreditCents": 0,
+        "byStatus": {status: {"count": 0, "amountCents": 0} for status in engine.ALL_STATUSES},
+        "aging": {bucket: 0 for bucket in AGING_BUCKETS},
+    }
+
+
+def finance_summary(
+    *,
+    tenant: Tenant | None,
+    period: str,
+    today: date | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> dict:
+    """FIN-01: the finance summary, per currency, for one tenant or all of them."""
+    today = today or timezone.localdate()
+    date_range = period_range(period=period, today=today, date_from=date_from, date_to=date_to)
+    summary: dict[str, dict] = {}
+
+    def currency_summary(currency: str) -> dict:
+        return summary.setdefault(currency, _empty_currency_summary())
+
+    invoices = (
+        invoices_with_balances(tenant=tenant, today=today)
+        .alias(issue_time=Coalesce("issued_at", "created_at"))
+        .filter(_time_filter("issue_time", date_range))
+        .annotate(aging_bucket=_aging_bucket_expression(today))
+        .values("currency", "status_today", "aging_bucket")
+        .annotate(
+            invoice_count=Count("id"),
+            amount=Sum("amount_cents"),
+            paid=Sum("paid_cents"),
+        )
+        .order_by()
+    )
+    for row in invoices:
+        figures = currency_summary(row["currency"])
+        status = row["status_today"]
+        by_status = figures["byStatus"][status]
+        by_status["count"] += row["invoice_count"]
+        by_status["amountCents"] += row["amount"]
+        if status not in BILLED_STATUSES:
+            continue
+        outstanding = row["amount"] - row["paid"]
+        figures["invoicedCents"] += row["amount"]
+        figures["collectedCents"] += row["paid"]
+        figures["outstandingCents"] += outstanding
+        figures["aging"][row["aging_bucket"]] += outstanding
+        if status == engine.OVERDUE:
+            figures["overdueCents"] += outstanding
+
+    pending = (
+        Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
+    ).filter(
+        Q(verification_status=VerificationStatus.PENDING)
+        | Q(verification_status__isnull=True, status=LegacyPaymentStatus.PENDING),
+        _time_filter("received_at", date_range),
+    )
+    for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by():
+        currency_summary(row["currency"])["pendingVerificationCents"] += row["total"]
+
+    credits = credits_with_balances(tenant=tenant).values("currency").annotate(total=Sum("remaining_cents")).order_by()
+    for row in credits:
+        if row["total"]:
+            currency_summary(row["currency"])["unappliedCreditCents"] += row["total"]
+
+    return {
+        "period": period,
+        "from": date_range.first.isoformat() if date_range.first else None,
+        "to": date_range.last.isoformat() if date_range.last else None,
+        "tenant": tenant.pk if tenant is not None else None,
+        "asOf": today.isoformat(),
+        "currencies": {currency: summary[currency] for currency in sorted(summary)},
+    }
+
+
+def invoice_page(*, tenant: Tenant, page: int, page_size: int, status: str | None = None, today: date | None = None) -> dict:
+    """FIN-02: one page of a tenant's invoices, newest first, with paid/pending/balance and today's status."""
+    if page < 1 or not 1 <= page_size <= FIN02_MAX_PAGE_SIZE:
+        raise ValueError("page must be >= 1 and page_size within 1..200")
+    invoices = invoices_with_balances(tenant=tenant, today=today)
+    if status is not None:
+        invoices = invoices.filter(status_today=status)
+    count = Invoice.objects.filter(tenant=tenant).count() if status is None else invoices.count()
+    offset = (page - 1) * page_size
+    rows = invoices.order_by("-id").values(
+        "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
+        "currency", "issued_at", "due_date", "paid_at",
+    )[offset: offset + page_size]
+    return {
+        "count": count,
+        "page": page,
+        "pageSize": page_size,
+        "results": [
+            {
+                "id": row["id"],
+                "number": row["number"],
+                "status": row["status_today"],
+                "amountCents": row["amount_cents"],
+                "paidCents": row["paid_cents"],
+                "pendingCents": row["pending_cents"],
+                "balanceCents": row["balance_cents"],
+                "currency": row["currency"],
+                "issuedAt": row["issued_at"].isoformat() if row["issued_at"] else None,
+                "dueDate": row["due_date"].isoformat() if row["due_date"] else None,
+                "paidAt": row["paid_at"].isoformat() if row["paid_at"] else None,
+            }
+            for row in rows
+        ],
+    }

@@ -1,0 +1,328 @@
+"""Payments, allocations, credits and the audit trail (PAY-10).
+
+A payment is money received. Allocations apply it to invoices; money of a payment that is not
+allocated may be issued as a credit of its tenant, and credits are applied to invoices by
+allocations too. Every change of money writes a `PaymentAuditLog` row in the same transaction.
+
+Invariants (SPEC.md "Money invariants"; `pay10_verify` re-checks every one):
+1. per payment: active allocations + credits issued from it + refunds of its unallocated money
+   never exceed its amount;
+2. per credit: active applications + refunds of it never exceed its amount;
+3. per invoice: money applied by active allocations never exceeds its amount;
+4. an allocation's invoice and payment/credit exist, in the same tenant and currency;
+5. a stored invoice status equals the status engine's verdict;
+6. every change of money is audited in the same transaction;
+7. the backfill conserves money.
+The database enforces what a row can say by itself (CHECK, UNIQUE, PROTECT); the multi-row rules
+are kept under row locks by `payments.services` and, on PostgreSQL, by constraint triggers.
+
+Allocations are history: a reversal is an `AllocationReversal` row, never an edit or a delete.
+An allocation is *active* while it has no reversal.
+
+Legacy columns of `payments_payment` (`invoice`, `method`, `status`) are the pre-PAY-10 contract;
+`channel`, `verification_status` and `idempotency_key` are PAY-10's and stay NULL on a legacy row
+until the backfill maps it.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class LegacyPaymentStatus(models.TextChoices):
+    SUCCEEDED = "SUCCEEDED"
+    PENDING = "PENDING"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
+class Channel(models.TextChoices):
+    CARD = "CARD"
+    BANK_TRANSFER = "BANK_TRANSFER"
+    CASH = "CASH"
+    MOBILE_MONEY = "MOBILE_MONEY"
+    CHEQUE = "CHEQUE"
+    OTHER = "OTHER"
+    LEGACY = "LEGACY"
+
+
+class VerificationStatus(models.TextChoices):
+    PENDING = "PENDING"
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+
+
+class Payment(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(
+        "billing.Invoice",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="legacy_payments",
+        help_text="Legacy link to one invoice; since PAY-10 allocations say where money goes.",
+    )
+    amount_cents = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    method = models.CharField(max_length=64, blank=True, default="")
+    reference = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=LegacyPaymentStatus.choices, default=LegacyPaymentStatus.PENDING)
+    received_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    # PAY-10
+    channel = models.CharField(max_length=16, choices=Channel.choices, null=True, blank=True)
+    verification_status = models.CharField(max_length=16, choices=VerificationStatus.choices, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(
+        max_length=64, null=True, blank=True, help_text="Hash of the request that created it under its idempotency key."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=LegacyPaymentStatus.values), name="%(app_label)s_%(class)s_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__isnull=True) | Q(channel__in=Channel.values),
+                name="%(app_label)s_%(class)s_channel_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(verification_status__isnull=True) | Q(verification_status__in=VerificationStatus.values),
+                name="%(app_label)s_%(class)s_verification_status_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="%(app_label)s_%(class)s_idempotency_key_unique_per_tenant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment {self.id} ({self.amount_cents} {self.currency})"
+
+
+class Credit(models.Model):
+    """Money a tenant holds with us: a payment's leftover, or applied money moved off a voided invoice."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="credits")
+    currency = models.CharField(max_length=3)
+    amount_cents = models.BigIntegerField(help_text="The credit's original amount.")
+    source_payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="credits_issued"
+    )
+    reason = models.CharField(max_length=255)
+    backfilled = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["tenant", "currency"], name="payments_credit_tenant_cur")]
+
+    def __str__(self) -> str:
+        return f"credit {self.id} ({self.amount_cents} {self.currency})"
+
+
+class Allocation(models.Model):
+    """Money of one payment, or of one credit, applied to one invoice."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey("billing.Invoice", on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="allocations")
+    credit = models.ForeignKey(Credit, on_delete=models.PROTECT, null=True, blank=True, related_name="applications")
+    amount_cents = models.BigIntegerField()
+    backfilled = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False, credit__isnull=True) | Q(payment__isnull=True, credit__isnull=False),
+                name="%(app_label)s_%(class)s_one_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        source = f"payment {self.payment_id}" if self.payment_id else f"credit {self.credit_id}"
+        return f"allocation {self.id}: {self.amount_cents} from {source} to invoice {self.invoice_id}"
+
+
+class AllocationReversal(models.Model):
+    """The record that an allocation no longer applies; its money went back to its payment or credit."""
+
+    allocation = models.OneToOneField(
+        Allocation, on_delete=models.PROTECT, primary_key=True, related_name="reversal"
+    )
+    reason = models.CharField(max_length=255)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class Refund(models.Model):
+    """Money paid back to the customer, out of a payment's unallocated money or out of one of its credits."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    credit = models.ForeignKey(Credit, on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
+    amount_cents = models.BigIntegerField()
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+        ]
+
+
+class AuditEvent(models.TextChoices):
+    PAYMENT_RECORDED = "PAYMENT_RECORDED"
+    PAYMENT_VERIFIED = "PAYMENT_VERIFIED"
+    PAYMENT_REJECTED = "PAYMENT_REJECTED"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
+    ALLOCATION_CREATED = "ALLOCATION_CREATED"
+    ALLOCATION_REVERSED = "ALLOCATION_REVERSED"
+    CREDIT_ISSUED = "CREDIT_ISSUED"
+    CREDIT_APPLIED = "CREDIT_APPLIED"
+    INVOICE_VOIDED = "INVOICE_VOIDED"
+    INVOICE_STATUS_CHANGED = "INVOICE_STATUS_CHANGED"
+    INVOICE_BACKFILLED = "INVOICE_BACKFILLED"
+    PAYMENT_BACKFILLED = "PAYMENT_BACKFILLED"
+    ORPHAN_REMOVED = "ORPHAN_REMOVED"
+
+
+class PaymentAuditLog(models.Model):
+    """Append-only trail of every change of money: who, what, amounts before and after, when.
+
+    References are plain ids without database foreign keys so that the trail outlives what it
+    describes (an orphan cleanup deletes rows; their audit stays).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="payment_audit_logs")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="", help_text="Who, kept if the user goes.")
+    event_type = models.CharField(max_length=32, choices=AuditEvent.choices)
+    event_time = models.DateTimeField(default=timezone.now, db_index=True)
+    invoice = models.ForeignKey(
+        "billing.Invoice", on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    payment = models.ForeignKey(
+        Payment, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    allocation = models.ForeignKey(
+        Allocation, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    credit = models.ForeignKey(
+        Credit, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    amount_cents = models.BigIntegerField(null=True, blank=True, help_text="The money the event moved.")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+    backfilled = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["invoice", "event_time"], name="payments_audit_invoice_time"),
+            models.Index(fields=["payment", "event_time"], name="payments_audit_payment_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_time:%Y-%m-%d %H:%M} {self.event_type}"
+
+
+class BackfillRun(models.Model):
+    """One run of the PAY-10 backfill; its cursor makes a killed run resumable."""
+
+    class State(models.TextChoices):
+        RUNNING = "RUNNING"
+        COMPLETED = "COMPLETED"
+        FAILED = "FAILED"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    batch_size = models.PositiveIntegerField()
+    upper_invoice_id = models.BigIntegerField(help_text="Highest invoice id when the run started.")
+    cursor_invoice_id = models.BigIntegerField(default=0, help_text="Every invoice up to this id is done.")
+    counts = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class InvoiceMigration(models.Model):
+    """Marks an invoice as migrated to the allocation model and keeps its legacy figures.
+
+    An invoice without this row is read with its legacy paid figure; the reverse of
+    `0003_pay10_backfill` restores `legacy_status` from here.
+    """
+
+    invoice = models.OneToOneField(
+        "billing.Invoice", on_delete=models.PROTECT, primary_key=True, related_name="pay10_migration"
+    )
+    run = models.ForeignKey(BackfillRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    legacy_status = models.CharField(max_length=16)
+    legacy_amount_paid_cents = models.BigIntegerField()
+    legacy_paid_cents = models.BigIntegerField(help_text="The legacy paid figure the backfill allocated.")
+    migrated_at = models.DateTimeField(default=timezone.now)
+
+
+class PaymentMigration(models.Model):
+    """Marks a legacy payment as mapped by the backfill (channel, verification status, its money placed)."""
+
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, primary_key=True, related_name="pay10_migration")
+    run = models.ForeignKey(BackfillRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    migrated_at = models.DateTimeField(default=timezone.now)
+
+
+class BackfillDeviation(models.Model):
+    """Where the backfill departed from the legacy data, for `--report` and for people to review."""
+
+    class Kind(models.TextChoices):
+        STATUS_CHANGED = "STATUS_CHANGED"
+        SHORTFALL_COVERED = "SHORTFALL_COVERED"
+        OVERPAYMENT_TO_CREDIT = "OVERPAYMENT_TO_CREDIT"
+        UNLINKED_PAYMENT_TO_CREDIT = "UNLINKED_PAYMENT_TO_CREDIT"
+        UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT = "UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT"
+        CROSS_TENANT_LINK = "CROSS_TENANT_LINK"
+        CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+        INCONSISTENT_LEGACY_FIGURES = "INCONSISTENT_LEGACY_FIGURES"
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(BackfillRun, on_delete=models.PROTECT, null=True, blank=True, related_name="deviations")
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(
+        "billing.Invoice", on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    invoice_number = models.CharField(max_length=64, blank=True, default="")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    legacy = models.JSONField(default=dict, blank=True)
+    new = models.JSONField(default=dict, blank=True)
+    detail = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "kind"], name="payments_deviation_tenant_kind")]

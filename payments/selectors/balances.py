@@ -1,0 +1,149 @@
+"""Balance helpers: paid, pending and balance of invoices; allocated, credited and unallocated of
+payments; remaining of credits; a tenant's credit balance.
+
+Every figure is defined once, as a SQL expression, so a list costs one query however long it is,
+and the helpers for one object are the same querysets filtered to it. The arithmetic names come
+from `payments.domain.money`.
+
+An invoice the backfill has not reached yet (no `InvoiceMigration` row) reports its legacy paid
+figure, so readers see the same money before, during and after the online backfill.
+"""
+from datetime import date
+
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest, Least
+from django.utils import timezone
+
+from billing.models import Invoice, Tenant
+from payments.domain import status as engine
+from payments.domain.money import CreditBalance, InvoiceBalance, PaymentBalance
+from payments.models import Allocation, Credit, InvoiceMigration, Payment, Refund, VerificationStatus
+from payments.selectors.status import invoice_status_expression
+
+ZERO = Value(0, output_field=BigIntegerField())
+
+ACTIVE_ALLOCATION = Q(reversal__isnull=True)
+# Money that counts as paid: verified payments and applied credit.
+PAID_ALLOCATION = ACTIVE_ALLOCATION & (
+    Q(payment__verification_status=VerificationStatus.VERIFIED) | Q(credit__isnull=False)
+)
+PENDING_ALLOCATION = ACTIVE_ALLOCATION & Q(payment__verification_status=VerificationStatus.PENDING)
+
+
+def _sum_of(queryset: QuerySet, group_by: str) -> Coalesce:
+    """A correlated `SUM(amount_cents)` subquery, 0 when there is nothing to add."""
+    summed = queryset.order_by().values(group_by).annotate(total=Sum("amount_cents")).values("total")
+    return Coalesce(Subquery(summed, output_field=BigIntegerField()), ZERO)
+
+
+def legacy_paid_expression() -> Case:
+    """SQL twin of `payments.domain.status.legacy_paid_cents` over an invoice row."""
+    return Case(
+        When(status=engine.PAID, then=F("amount_cents")),
+        When(
+            status__in=[engine.ISSUED, engine.PARTIALLY_PAID, engine.OVERDUE],
+            then=Least(Greatest(F("amount_paid_cents"), ZERO), F("amount_cents")),
+        ),
+        default=ZERO,
+        output_field=BigIntegerField(),
+    )
+
+
+def invoice_migrated_expression() -> Exists:
+    return Exists(InvoiceMigration.objects.filter(invoice_id=OuterRef("pk")))
+
+
+def invoices_with_balances(*, tenant: Tenant | None = None, today: date | None = None) -> QuerySet[Invoice]:
+    """Invoices annotated with `is_migrated`, `paid_cents`, `pending_cents`, `balance_cents`,
+    `outstanding_cents` and `status_today` (the engine's verdict for today), in one query."""
+    today = today or timezone.localdate()
+    queryset = Invoice.objects.all()
+    if tenant is not None:
+        queryset = queryset.filter(tenant=tenant)
+    allocations = Allocation.objects.filter(invoice_id=OuterRef("pk"))
+    queryset = queryset.annotate(
+        is_migrated=invoice_migrated_expression(),
+    ).annotate(
+        paid_cents=Case(
+            When(is_migrated=False, then=legacy_paid_expression()),
+            default=_sum_of(allocations.filter(PAID_ALLOCATION), "invoice_id"),
+            output_field=BigIntegerField(),
+        ),
+        pending_cents=Case(
+            When(is_migrated=False, then=ZERO),
+            default=_sum_of(allocations.filter(PENDING_ALLOCATION), "invoice_id"),
+            output_field=BigIntegerField(),
+        ),
+    )
+    return queryset.annotate(
+        balance_cents=F("amount_cents") - F("paid_cents") - F("pending_cents"),
+        outstanding_cents=F("amount_cents") - F("paid_cents"),
+        status_today=invoice_status_expression(paid=F("paid_cents"), today=today),
+    )
+
+
+def invoice_balance(*, invoice: Invoice) -> InvoiceBalance:
+    row = invoices_with_balances().values("amount_cents", "paid_cents", "pending_cents").get(pk=invoice.pk)
+    return InvoiceBalance(**row)
+
+
+def payments_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Payment]:
+    """Payments annotated with `allocated_cents`, `credited_cents`, `refunded_cents`, `unallocated_cents`."""
+    queryset = Payment.objects.all()
+    if tenant is not None:
+        queryset = queryset.filter(tenant=tenant)
+    return queryset.annotate(
+        allocated_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, payment_id=OuterRef("pk")), "payment_id"),
+        credited_cents=_sum_of(Credit.objects.filter(source_payment_id=OuterRef("pk")), "source_payment_id"),
+        refunded_cents=_sum_of(Refund.objects.filter(payment_id=OuterRef("pk"), credit__isnull=True), "payment_id"),
+    ).annotate(
+        unallocated_cents=F("amount_cents") - F("allocated_cents") - F("credited_cents") - F("refunded_cents"),
+    )
+
+
+def payment_balance(*, payment: Payment) -> PaymentBalance:
+    row = (
+        payments_with_balances()
+        .values("amount_cents", "allocated_cents", "credited_cents", "refunded_cents")
+        .get(pk=payment.pk)
+    )
+    return PaymentBalance(**row)
+
+
+def credits_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Credit]:
+    """Credits annotated with `applied_cents`, `refunded_cents`, `remaining_cents`."""
+    queryset = Credit.objects.all()
+    if tenant is not None:
+        queryset = queryset.filter(tenant=tenant)
+    return queryset.annotate(
+        applied_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, credit_id=OuterRef("pk")), "credit_id"),
+        refunded_cents=_sum_of(Refund.objects.filter(credit_id=OuterRef("pk")), "credit_id"),
+    ).annotate(remaining_cents=F("amount_cents") - F("applied_cents") - F("refunded_cents"))
+
+
+def credit_balance(*, credit: Credit) -> CreditBalance:
+    row = credits_with_balances().values("amount_cents", "applied_cents", "refunded_cents").get(pk=credit.pk)
+    return CreditBalance(**row)
+
+
+def tenant_credit_balance(*, tenant: Tenant) -> dict[str, int]:
+    """Unapplied credit the tenant holds, per currency (one currency per tenant, but never mixed)."""
+    rows = (
+        credits_with_balances(tenant=tenant)
+        .values("currency")
+        .annotate(remaining=Sum("remaining_cents"))
+        .order_by("currency")
+    )
+    return {row["currency"]: row["remaining"] for row in rows}

@@ -24,6 +24,7 @@ from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
 from payments.selectors.balances import credits_with_balances, invoices_with_balances
+from payments.selectors.schema import pay10_schema_installed
 
 
 class Period:
@@ -153,20 +154,22 @@ def finance_summary(
         if status == engine.OVERDUE:
             figures["overdueCents"] += outstanding
 
-    pending = (
-        Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
-    ).filter(
-        Q(verification_status=VerificationStatus.PENDING)
-        | Q(verification_status__isnull=True, status=LegacyPaymentStatus.PENDING),
-        _time_filter("received_at", date_range),
-    )
+    payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
+    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
+    if pay10_schema_installed():
+        # A legacy row keeps its legacy status until the backfill maps it.
+        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
+    else:
+        is_pending = legacy_pending
+    pending = payments.filter(is_pending, _time_filter("received_at", date_range))
     for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by():
         currency_summary(row["currency"])["pendingVerificationCents"] += row["total"]
 
-    credits = credits_with_balances(tenant=tenant).values("currency").annotate(total=Sum("remaining_cents")).order_by()
-    for row in credits:
-        if row["total"]:
-            currency_summary(row["currency"])["unappliedCreditCents"] += row["total"]
+    if pay10_schema_installed():
+        credits = credits_with_balances(tenant=tenant).values("currency").annotate(total=Sum("remaining_cents"))
+        for row in credits.order_by():
+            if row["total"]:
+                currency_summary(row["currency"])["unappliedCreditCents"] += row["total"]
 
     return {
         "period": period,

@@ -30,6 +30,7 @@ from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.domain.money import CreditBalance, InvoiceBalance, PaymentBalance
 from payments.models import Allocation, Credit, InvoiceMigration, Payment, Refund, VerificationStatus
+from payments.selectors.schema import pay10_schema_installed
 from payments.selectors.status import invoice_status_expression
 
 ZERO = Value(0, output_field=BigIntegerField())
@@ -72,21 +73,28 @@ def invoices_with_balances(*, tenant: Tenant | None = None, today: date | None =
     queryset = Invoice.objects.all()
     if tenant is not None:
         queryset = queryset.filter(tenant=tenant)
-    allocations = Allocation.objects.filter(invoice_id=OuterRef("pk"))
-    queryset = queryset.annotate(
-        is_migrated=invoice_migrated_expression(),
-    ).annotate(
-        paid_cents=Case(
-            When(is_migrated=False, then=legacy_paid_expression()),
-            default=_sum_of(allocations.filter(PAID_ALLOCATION), "invoice_id"),
-            output_field=BigIntegerField(),
-        ),
-        pending_cents=Case(
-            When(is_migrated=False, then=ZERO),
-            default=_sum_of(allocations.filter(PENDING_ALLOCATION), "invoice_id"),
-            output_field=BigIntegerField(),
-        ),
-    )
+    if pay10_schema_installed():
+        allocations = Allocation.objects.filter(invoice_id=OuterRef("pk"))
+        queryset = queryset.annotate(
+            is_migrated=invoice_migrated_expression(),
+        ).annotate(
+            paid_cents=Case(
+                When(is_migrated=False, then=legacy_paid_expression()),
+                default=_sum_of(allocations.filter(PAID_ALLOCATION), "invoice_id"),
+                output_field=BigIntegerField(),
+            ),
+            pending_cents=Case(
+                When(is_migrated=False, then=ZERO),
+                default=_sum_of(allocations.filter(PENDING_ALLOCATION), "invoice_id"),
+                output_field=BigIntegerField(),
+            ),
+        )
+    else:  # legacy state: nothing is migrated and no allocation exists yet
+        queryset = queryset.annotate(
+            is_migrated=Value(False),
+            paid_cents=legacy_paid_expression(),
+            pending_cents=ZERO,
+        )
     return queryset.annotate(
         balance_cents=F("amount_cents") - F("paid_cents") - F("pending_cents"),
         outstanding_cents=F("amount_cents") - F("paid_cents"),
@@ -123,14 +131,21 @@ def payment_balance(*, payment: Payment) -> PaymentBalance:
 
 
 def credits_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Credit]:
-    """Credits annotated with `applied_cents`, `refunded_cents`, `remaining_cents`."""
+    """Credits annotated with `applied_cents`, `refunded_cents`, `remaining_cents` (0 once its source payment is rejected)."""
     queryset = Credit.objects.all()
     if tenant is not None:
         queryset = queryset.filter(tenant=tenant)
     return queryset.annotate(
         applied_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, credit_id=OuterRef("pk")), "credit_id"),
         refunded_cents=_sum_of(Refund.objects.filter(credit_id=OuterRef("pk")), "credit_id"),
-    ).annotate(remaining_cents=F("amount_cents") - F("applied_cents") - F("refunded_cents"))
+    ).annotate(
+        # A credit issued from a payment that was later rejected holds no money (the payment never arrived).
+        remaining_cents=Case(
+            When(source_payment__verification_status=VerificationStatus.REJECTED, then=ZERO),
+            default=F("amount_cents") - F("applied_cents") - F("refunded_cents"),
+            output_field=BigIntegerField(),
+        )
+    )
 
 
 def credit_balance(*, credit: Credit) -> CreditBalance:

@@ -32,6 +32,9 @@ class PaymentFactory(LegacyPaymentFactory):
 class MigratedInvoiceFactory(InvoiceFactory):
     """An invoice on the allocation model (its InvoiceMigration marker exists)."""
 
+    class Meta:
+        skip_postgeneration_save = True
+
     marker = factory.RelatedFactory(
         "tests.payments.factories.InvoiceMigrationFactory", factory_related_name="invoice"
     )

@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+"""The finance API, mounted at /api/billing/ (runbook URLs have no trailing slash; one is accepted)."""
+from django.urls import path
 
-urlpatterns: list = []
+from billing.api.views import FinanceSummarySlashView, FinanceSummaryView, InvoicePageSlashView, InvoicePageView
+
+urlpatterns = [
+    path("admin/finance/summary", FinanceSummaryView.as_view(), name="finance-summary"),
+    path("admin/finance/summary/", FinanceSummarySlashView.as_view()),
+    path("invoices/tenant", InvoicePageView.as_view(), name="tenant-invoices"),
+    path("invoices/tenant/", InvoicePageSlashView.as_view()),
+]

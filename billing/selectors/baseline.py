@@ -8,7 +8,7 @@ The document records what finance staff see before the migration, so that `pay10
   runbook's psql query);
 - `asOf`: the day every engine verdict was computed for; verify recomputes the current figures for
   that same day so that days passing between baseline and verify do not show as differences;
-- `backfilledCreditRemaining` and `statusChangesSinceLegacy`: what the backfill had already done
+- `backfilledCreditRemaining` and `backfillStatusChanges`: what the backfill had already done
   when the baseline was taken (nothing at the legacy state), so a baseline taken mid-way compares
   only what happened after it.
 
@@ -17,18 +17,33 @@ It reads only legacy columns when the PAY-10 schema is not installed (after `mig
 """
 from datetime import date
 
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Exists, F, OuterRef, Sum
 from django.utils import timezone
 
 from billing.models import Invoice, Tenant
 from billing.selectors.finance import Period, finance_summary, invoice_page
-from payments.models import InvoiceMigration
+from payments.models import BackfillDeviation, InvoiceMigration
 from payments.selectors.balances import credits_with_balances
 from payments.selectors.schema import pay10_schema_installed
 
 BASELINE_KIND = "pay10-baseline"
 BASELINE_VERSION = 1
 BASELINE_PAGE_SIZE = 50
+UNKNOWN_TENANT = "unknown tenant {tenant_id!r}"
+
+
+class UnknownTenant(LookupError):
+    pass
+
+
+def tenant_by_id(*, tenant_id: str | None) -> Tenant | None:
+    """The tenant a command's `--tenant` names, None without one; `UnknownTenant` if it does not exist."""
+    if tenant_id is None:
+        return None
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        raise UnknownTenant(UNKNOWN_TENANT.format(tenant_id=tenant_id))
+    return tenant
 
 
 def invoice_counts_by_stored_status(*, tenant: Tenant | None = None) -> dict[str, dict[str, dict[str, int]]]:
@@ -52,14 +67,16 @@ def backfilled_credit_remaining(*, tenant: Tenant | None = None) -> dict[str, in
     return {row["currency"]: row["total"] or 0 for row in rows}
 
 
-def status_changes_since_legacy(*, tenant: Tenant | None = None) -> dict[str, dict[str, dict[str, int]]]:
-    """{tenant id: {"FROM->TO": {"count", "amountCents"}}} over migrated invoices whose stored status
-    is no longer their legacy one."""
+def backfill_status_changes(*, tenant: Tenant | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """{tenant id: {"FROM->TO": {"count", "amountCents"}}}: migrated invoices whose stored status
+    is no longer their legacy one and for which the backfill recorded a STATUS_CHANGED deviation."""
     if not pay10_schema_installed():
         return {}
     migrations = InvoiceMigration.objects.all() if tenant is None else InvoiceMigration.objects.filter(invoice__tenant=tenant)
+    recorded = BackfillDeviation.objects.filter(invoice_id=OuterRef("invoice_id"), kind=BackfillDeviation.Kind.STATUS_CHANGED)
     rows = (
         migrations.exclude(legacy_status=F("invoice__status"))
+        .filter(Exists(recorded))
         .values("invoice__tenant_id", "legacy_status", "invoice__status")
         .annotate(n=Count("pk"), amount=Sum("invoice__amount_cents"))
         .order_by()
@@ -87,5 +104,5 @@ def baseline_document(*, tenant: Tenant | None = None, today: date | None = None
         },
         "invoicesByStatus": invoice_counts_by_stored_status(tenant=tenant),
         "backfilledCreditRemaining": backfilled_credit_remaining(tenant=tenant),
-        "statusChangesSinceLegacy": status_changes_since_legacy(tenant=tenant),
+        "backfillStatusChanges": backfill_status_changes(tenant=tenant),
     }

@@ -1,8 +1,12 @@
 """`pay10_verify`'s checks: every money invariant of SPEC.md as set-based SQL.
 
-Each check is one or a few aggregate queries (ORM subqueries, or one raw LEFT JOIN for orphans)
-whose cost grows with the table sizes, never a Python loop over rows; only up to `MAX_EXAMPLES`
-offending rows are fetched to explain a failure. Each returns a `CheckResult`.
+Each check is one or a few queries whose cost grows linearly with the tables: sums per payment,
+credit or invoice are GROUP BY aggregates (raw SQL where three tables add up, the ORM otherwise),
+"has no audit row" is an anti-join, orphans are one LEFT JOIN; never a Python loop over rows.
+Only up to `MAX_EXAMPLES` offending rows are fetched to explain a failure. Each check returns a
+`CheckResult`; `verification_run` runs them all on one snapshot (PostgreSQL REPEATABLE READ), so
+writes the live app makes meanwhile cannot show up as differences between two checks.
+Invariant 5 reads `invoices_with_balances`, the same definition FIN-01/FIN-02 show.
 
 Scope with `tenant`: rows of that tenant (an allocation by its own or its invoice's tenant).
 
@@ -26,15 +30,19 @@ Choices made where SPEC.md is silent:
   allocated or credited it anyway.
 """
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from billing.models import Invoice, Tenant
+from billing.selectors.baseline import baseline_document
 from payments.domain import status as engine
+from payments.domain.backfill import SYNTHETIC_KEY_PREFIX
 from payments.models import (
     Allocation,
     AllocationReversal,
@@ -49,10 +57,16 @@ from payments.models import (
     PaymentMigration,
     Refund,
 )
-from payments.selectors.balances import ZERO, credits_with_balances, invoices_with_balances, payments_with_balances
+from payments.selectors.balances import (
+    ACTIVE_ALLOCATION,
+    PAID_ALLOCATION,
+    PENDING_ALLOCATION,
+    ZERO,
+    credits_with_balances,
+    invoices_with_balances,
+)
 
 MAX_EXAMPLES = 10
-SYNTHETIC_KEY_PREFIX = "pay10-backfill:"
 # Audit events that record an allocation being released.
 REVERSAL_EVENTS = (
     AuditEvent.ALLOCATION_REVERSED,
@@ -101,8 +115,8 @@ NEEDS_A_PERSON = (
     "one exception to invariant 7); a person must resolve them — reported, not a failure"
 )
 NEEDS_A_PERSON_PLACED = (
-    "{count} payment(s) in a currency other than their tenant's, {placed} of which the backfill allocated or "
-    "credited although SPEC.md says to leave them for a person"
+    "{count} payment(s) in a currency other than their tenant's, of which the backfill allocated {allocated} and "
+    "credited {credited} although SPEC.md says to leave them for a person"
 )
 MIGRATION_COMPLETE = "every invoice is migrated and every legacy payment mapped"
 MIGRATION_INCOMPLETE = (
@@ -152,48 +166,121 @@ def _examples(queryset: QuerySet, *fields: str) -> list[dict]:
     ]
 
 
+def _raw_violations(sql: str, params: list, columns: tuple[str, ...]) -> tuple[int, list[dict]]:
+    """(how many rows `sql` returns, the first `MAX_EXAMPLES` of them by their first column)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) violations", params)
+        count = cursor.fetchone()[0]
+        if not count:
+            return 0, []
+        cursor.execute(f"{sql} ORDER BY 1 LIMIT {MAX_EXAMPLES}", params)
+        return count, [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def _tenant_sql(tenant: Tenant | None, column: str) -> tuple[str, list]:
+    return (f" AND {column} = %s", [tenant.pk]) if tenant is not None else ("", [])
+
+
+# The multi-row sums below are hash aggregates over whole tables (GROUP BY, anti-joins), one pass
+# each, rather than a correlated subquery per row: linear at millions of rows.
+ACTIVE_ALLOCATION_SQL = "NOT EXISTS (SELECT 1 FROM payments_allocationreversal r WHERE r.allocation_id = a.id)"
+
 # Invariant 1 ------------------------------------------------------------------------------------
+PAYMENT_COLUMNS = ("id", "tenant_id", "amount_cents", "allocated_cents", "credited_cents", "refunded_cents", "unallocated_cents")
+_PAYMENTS_OVER_SQL = f"""
+SELECT p.id, p.tenant_id, p.amount_cents, used.allocated, used.credited, used.refunded,
+       p.amount_cents - used.allocated - used.credited - used.refunded
+FROM (
+    SELECT payment_id, CAST(SUM(allocated) AS BIGINT) AS allocated, CAST(SUM(credited) AS BIGINT) AS credited,
+           CAST(SUM(refunded) AS BIGINT) AS refunded
+    FROM (
+        SELECT a.payment_id, a.amount_cents AS allocated, 0 AS credited, 0 AS refunded
+        FROM payments_allocation a WHERE a.payment_id IS NOT NULL AND {ACTIVE_ALLOCATION_SQL}
+        UNION ALL
+        SELECT c.source_payment_id, 0, c.amount_cents, 0 FROM payments_credit c WHERE c.source_payment_id IS NOT NULL
+        UNION ALL
+        SELECT f.payment_id, 0, 0, f.amount_cents FROM payments_refund f WHERE f.credit_id IS NULL
+    ) uses
+    GROUP BY payment_id
+) used
+JOIN payments_payment p ON p.id = used.payment_id
+WHERE used.allocated + used.credited + used.refunded > p.amount_cents"""
+
+
 def check_payments_within_amount(*, tenant: Tenant | None = None) -> CheckResult:
-    over = payments_with_balances(tenant=tenant).filter(unallocated_cents__lt=0)
-    count = over.count()
+    tenant_sql, params = _tenant_sql(tenant, "p.tenant_id")
+    count, examples = _raw_violations(_PAYMENTS_OVER_SQL + tenant_sql, params, PAYMENT_COLUMNS)
     return CheckResult(
         name="payments_within_amount",
         ok=count == 0,
         count=count,
         explanation=PAYMENTS_OVER_APPLIED.format(count=count) if count else PAYMENTS_OK,
-        examples=_examples(
-            over, "id", "tenant_id", "amount_cents", "allocated_cents", "credited_cents", "refunded_cents",
-            "unallocated_cents",
-        ),
+        examples=examples,
     )
 
 
 # Invariant 2 ------------------------------------------------------------------------------------
+CREDIT_COLUMNS = ("id", "tenant_id", "amount_cents", "applied_cents", "refunded_cents", "remaining_cents")
+_CREDITS_OVER_SQL = f"""
+SELECT c.id, c.tenant_id, c.amount_cents, used.applied, used.refunded, c.amount_cents - used.applied - used.refunded
+FROM (
+    SELECT credit_id, CAST(SUM(applied) AS BIGINT) AS applied, CAST(SUM(refunded) AS BIGINT) AS refunded
+    FROM (
+        SELECT a.credit_id, a.amount_cents AS applied, 0 AS refunded
+        FROM payments_allocation a WHERE a.credit_id IS NOT NULL AND {ACTIVE_ALLOCATION_SQL}
+        UNION ALL
+        SELECT f.credit_id, 0, f.amount_cents FROM payments_refund f WHERE f.credit_id IS NOT NULL
+    ) uses
+    GROUP BY credit_id
+) used
+JOIN payments_credit c ON c.id = used.credit_id
+WHERE used.applied + used.refunded > c.amount_cents"""
+
+
 def check_credits_within_amount(*, tenant: Tenant | None = None) -> CheckResult:
-    over = credits_with_balances(tenant=tenant).filter(remaining_cents__lt=0)
-    count = over.count()
+    tenant_sql, params = _tenant_sql(tenant, "c.tenant_id")
+    count, examples = _raw_violations(_CREDITS_OVER_SQL + tenant_sql, params, CREDIT_COLUMNS)
     return CheckResult(
         name="credits_within_amount",
         ok=count == 0,
         count=count,
         explanation=CREDITS_OVER_APPLIED.format(count=count) if count else CREDITS_OK,
-        examples=_examples(over, "id", "tenant_id", "amount_cents", "applied_cents", "refunded_cents", "remaining_cents"),
+        examples=examples,
     )
 
 
 # Invariant 3 ------------------------------------------------------------------------------------
+def over_applied_invoices(*, tenant: Tenant | None = None) -> QuerySet:
+    """Migrated invoices whose active allocations (paid + pending) exceed their amount, one row per
+    invoice, grouped over the allocations (the same paid/pending definitions as the balance helpers)."""
+    return (
+        _scoped(Allocation.objects.filter(ACTIVE_ALLOCATION, invoice__pay10_migration__isnull=False), tenant, "invoice__tenant")
+        .values("invoice_id", "invoice__tenant_id", "invoice__number", "invoice__amount_cents")
+        .annotate(
+            paid_cents=Coalesce(Sum("amount_cents", filter=PAID_ALLOCATION), ZERO),
+            pending_cents=Coalesce(Sum("amount_cents", filter=PENDING_ALLOCATION), ZERO),
+        )
+        .annotate(balance_cents=F("invoice__amount_cents") - F("paid_cents") - F("pending_cents"))
+        .filter(balance_cents__lt=0)
+    )
+
+
 def check_invoices_within_amount(*, tenant: Tenant | None = None) -> CheckResult:
-    over = invoices_with_balances(tenant=tenant).filter(is_migrated=True, balance_cents__lt=0)
+    over = over_applied_invoices(tenant=tenant)
     count = over.count()
-    over_paid = over.filter(outstanding_cents__lt=0).count() if count else 0
+    over_paid = over.filter(paid_cents__gt=F("invoice__amount_cents")).count() if count else 0
+    examples = [
+        {"id": row["invoice_id"], "tenant_id": row["invoice__tenant_id"], "number": row["invoice__number"],
+         "amount_cents": row["invoice__amount_cents"], "paid_cents": row["paid_cents"],
+         "pending_cents": row["pending_cents"], "balance_cents": row["balance_cents"]}
+        for row in over.order_by("invoice_id")[:MAX_EXAMPLES]
+    ]
     return CheckResult(
         name="invoices_within_amount",
         ok=count == 0,
         count=count,
         explanation=INVOICES_OVER_APPLIED.format(count=count, over_paid=over_paid) if count else INVOICES_OK,
-        examples=_examples(
-            over, "id", "tenant_id", "number", "amount_cents", "paid_cents", "pending_cents", "balance_cents"
-        ),
+        examples=examples,
     )
 
 
@@ -205,9 +292,13 @@ ORPHAN_COLUMNS = (
 )
 _ORPHANS_SQL = """
 SELECT a.id, a.tenant_id, a.invoice_id, a.payment_id, a.credit_id, a.amount_cents, a.backfilled,
-       r.allocation_id IS NOT NULL,
-       i.id IS NULL, a.payment_id IS NOT NULL AND p.id IS NULL, a.credit_id IS NOT NULL AND c.id IS NULL,
-       i.tenant_id, i.currency, p.tenant_id, p.currency, c.tenant_id, c.currency
+       r.allocation_id IS NOT NULL AS is_reversed,
+       i.id IS NULL AS invoice_missing,
+       a.payment_id IS NOT NULL AND p.id IS NULL AS payment_missing,
+       a.credit_id IS NOT NULL AND c.id IS NULL AS credit_missing,
+       i.tenant_id AS invoice_tenant_id, i.currency AS invoice_currency,
+       p.tenant_id AS payment_tenant_id, p.currency AS payment_currency,
+       c.tenant_id AS credit_tenant_id, c.currency AS credit_currency
 FROM payments_allocation a
 LEFT JOIN payments_allocationreversal r ON r.allocation_id = a.id
 LEFT JOIN billing_invoice i ON i.id = a.invoice_id
@@ -222,18 +313,22 @@ WHERE (
         OR p.tenant_id <> i.tenant_id OR p.currency <> i.currency
         OR c.tenant_id <> i.tenant_id OR c.currency <> i.currency
     ))
-) {tenant_filter}
-ORDER BY a.id
-"""
+) {tenant_filter}"""
+
+
+def _orphans_sql(tenant: Tenant | None) -> tuple[str, list]:
+    if tenant is None:
+        return _ORPHANS_SQL.format(tenant_filter=""), []
+    return _ORPHANS_SQL.format(tenant_filter="AND (a.tenant_id = %s OR i.tenant_id = %s)"), [tenant.pk, tenant.pk]
 
 
 def orphaned_allocations(*, tenant: Tenant | None = None, limit: int | None = None) -> list[dict]:
-    """Allocations breaking invariant 4, one dict per row with the reason columns (see `ORPHAN_COLUMNS`).
+    """Allocations breaking invariant 4, by id, one dict per row with the reason columns (see `ORPHAN_COLUMNS`).
 
     Raw SQL because the point is rows whose foreign keys lead nowhere: the ORM's joins would drop them.
     """
-    sql = _ORPHANS_SQL.format(tenant_filter="AND (a.tenant_id = %s OR i.tenant_id = %s)" if tenant else "")
-    params: list = [tenant.pk, tenant.pk] if tenant else []
+    sql, params = _orphans_sql(tenant)
+    sql += " ORDER BY a.id"
     if limit is not None:
         sql += " LIMIT %s"
         params.append(limit)
@@ -248,6 +343,16 @@ def orphaned_allocations(*, tenant: Tenant | None = None, limit: int | None = No
         orphan["reason"] = orphan_reason(orphan)
         orphans.append(orphan)
     return orphans
+
+
+def orphan_counts(*, tenant: Tenant | None = None) -> tuple[int, int]:
+    """(orphaned allocations, those among them whose invoice, payment or credit is missing)."""
+    sql, params = _orphans_sql(tenant)
+    missing = "CASE WHEN invoice_missing OR payment_missing OR credit_missing THEN 1 ELSE 0 END"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*), COALESCE(SUM({missing}), 0) FROM ({sql}) orphans", params)
+        total, missing = cursor.fetchone()
+    return total, int(missing)
 
 
 def orphan_reason(orphan: dict) -> str:
@@ -267,15 +372,13 @@ def orphan_reason(orphan: dict) -> str:
 
 
 def check_no_orphans(*, tenant: Tenant | None = None) -> CheckResult:
-    orphans = orphaned_allocations(tenant=tenant)
-    missing = sum(1 for orphan in orphans if orphan["reason"].startswith("missing"))
-    count = len(orphans)
+    count, missing = orphan_counts(tenant=tenant)
     return CheckResult(
         name="no_orphan_allocations",
         ok=count == 0,
         count=count,
         explanation=ORPHANS_FOUND.format(count=count, missing=missing, crossing=count - missing) if count else ORPHANS_OK,
-        examples=orphans[:MAX_EXAMPLES],
+        examples=orphaned_allocations(tenant=tenant, limit=MAX_EXAMPLES) if count else [],
     )
 
 
@@ -299,20 +402,16 @@ def check_stored_statuses(*, tenant: Tenant | None = None, today: date) -> Check
         ok=count == 0,
         count=count,
         explanation=explanation,
-        examples=_examples(stale, "id", "tenant_id", "number", "status", "status_today", "amount_cents", "paid_cents", "due_date"),
+        examples=_examples(stale, "id", "tenant_id", "number", "status", "status_today", "amount_cents", "paid_cents", "due_date")
+        if count
+        else [],
     )
 
 
 # Invariant 6 ------------------------------------------------------------------------------------
-def _audited(**match) -> Exists:
-    return Exists(PaymentAuditLog.objects.filter(**match))
-
-
-def _backfill_audited(*conditions: Q) -> Exists:
-    matches = Q()
-    for condition in conditions:
-        matches |= condition
-    return Exists(PaymentAuditLog.objects.filter(matches, backfilled=True))
+def _unaudited(**match) -> Exists:
+    """NOT EXISTS an audit row matching: a plain anti-join in the WHERE clause."""
+    return ~Exists(PaymentAuditLog.objects.filter(**match))
 
 
 def synthetic_payment_condition() -> Q:
@@ -320,55 +419,73 @@ def synthetic_payment_condition() -> Q:
     return Q(channel=Channel.LEGACY) | Q(idempotency_key__startswith=SYNTHETIC_KEY_PREFIX)
 
 
-def unaudited_rows(*, tenant: Tenant | None = None) -> dict[str, QuerySet]:
-    """Per kind of money row, the rows of that kind lacking their audit row."""
-    allocations = _scoped(Allocation.objects.all(), tenant).annotate(
-        audited=_audited(allocation_id=OuterRef("pk")),
-        backfill_audited=_backfill_audited(Q(invoice_id=OuterRef("invoice_id"))),
-    ).filter(Q(audited=False) & (Q(backfilled=False) | Q(backfill_audited=False)))
-    reversals = _scoped(AllocationReversal.objects.all(), tenant, "allocation__tenant").annotate(
-        audited=_audited(allocation_id=OuterRef("allocation_id"), event_type__in=REVERSAL_EVENTS),
-    ).filter(audited=False)
-    credits = _scoped(Credit.objects.all(), tenant).annotate(
-        audited=_audited(credit_id=OuterRef("pk")),
-        backfill_audited=_backfill_audited(Q(payment_id=OuterRef("source_payment_id"))),
-    ).filter(Q(audited=False) & (Q(backfilled=False) | Q(backfill_audited=False)))
-    refund_counts = (
-        Refund.objects.filter(payment_id=OuterRef("pk")).order_by().values("payment_id").annotate(n=Count("pk")).values("n")
-    )
-    audit_counts = (
+def unaudited_rows(*, tenant: Tenant | None = None) -> dict[str, list[QuerySet]]:
+    """Per kind of money row, querysets of the rows of that kind lacking their audit row. Each is a
+    conjunction of anti-joins, so the database answers it in one pass."""
+    allocations = _scoped(Allocation.objects.all(), tenant)
+    credits = _scoped(Credit.objects.all(), tenant)
+    payments = _scoped(Payment.objects.all(), tenant)
+    refund_audits = (
         PaymentAuditLog.objects.filter(payment_id=OuterRef("pk"), event_type=AuditEvent.PAYMENT_REFUNDED)
         .order_by().values("payment_id").annotate(n=Count("pk")).values("n")
     )
-    refunds = _scoped(Payment.objects.all(), tenant).annotate(
-        refund_count=Coalesce(Subquery(refund_counts, output_field=BigIntegerField()), ZERO),
-        refund_audit_count=Coalesce(Subquery(audit_counts, output_field=BigIntegerField()), ZERO),
-    ).filter(refund_count__gt=F("refund_audit_count"))
-    payments = base = _scoped(Payment.objects.all(), tenant)
-    payments = base.filter(verification_status__isnull=False).exclude(synthetic_payment_condition()).annotate(
-        mapped=Exists(PaymentMigration.objects.filter(payment_id=OuterRef("pk"))),
-        audited=_audited(payment_id=OuterRef("pk")),
-    ).filter(mapped=False, audited=False)
-    synthetic = base.filter(synthetic_payment_condition()).annotate(
-        backfill_audited=_backfill_audited(Q(payment_id=OuterRef("pk")), Q(invoice_id=OuterRef("invoice_id"))),
-    ).filter(backfill_audited=False)
+    refunds = (
+        Refund.objects.filter(payment_id=OuterRef("pk")).order_by().values("payment_id").annotate(n=Count("pk")).values("n")
+    )
     return {
-        "allocation": allocations,
-        "reversal": reversals,
-        "credit": credits,
-        "refunded payment": refunds,
-        "PAY-10 payment": payments,
-        "synthetic payment": synthetic,
+        "allocation": [
+            allocations.filter(_unaudited(allocation_id=OuterRef("pk")), backfilled=False),
+            allocations.filter(
+                _unaudited(allocation_id=OuterRef("pk")),
+                _unaudited(invoice_id=OuterRef("invoice_id"), backfilled=True),
+                backfilled=True,
+            ),
+        ],
+        "reversal": [
+            _scoped(AllocationReversal.objects.all(), tenant, "allocation__tenant").filter(
+                _unaudited(allocation_id=OuterRef("allocation_id"), event_type__in=REVERSAL_EVENTS)
+            )
+        ],
+        "credit": [
+            credits.filter(_unaudited(credit_id=OuterRef("pk")), backfilled=False),
+            credits.filter(
+                _unaudited(credit_id=OuterRef("pk")),
+                _unaudited(payment_id=OuterRef("source_payment_id"), backfilled=True),
+                backfilled=True,
+            ),
+        ],
+        "refunded payment": [
+            payments.filter(Exists(Refund.objects.filter(payment_id=OuterRef("pk"))))
+            .annotate(
+                refund_count=Subquery(refunds, output_field=BigIntegerField()),
+                refund_audit_count=Coalesce(Subquery(refund_audits, output_field=BigIntegerField()), ZERO),
+            )
+            .filter(refund_count__gt=F("refund_audit_count"))
+        ],
+        "PAY-10 payment": [
+            payments.filter(verification_status__isnull=False)
+            .exclude(synthetic_payment_condition())
+            .filter(~Exists(PaymentMigration.objects.filter(payment_id=OuterRef("pk"))), _unaudited(payment_id=OuterRef("pk")))
+        ],
+        "synthetic payment": [
+            payments.filter(synthetic_payment_condition()).filter(
+                _unaudited(payment_id=OuterRef("pk"), backfilled=True),
+                _unaudited(invoice_id=OuterRef("invoice_id"), backfilled=True),
+            )
+        ],
     }
 
 
 def check_audit_trail(*, tenant: Tenant | None = None) -> CheckResult:
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = defaultdict(int)
     examples: list[dict] = []
-    for kind, queryset in unaudited_rows(tenant=tenant).items():
-        counts[kind] = queryset.count()
-        if counts[kind] and len(examples) < MAX_EXAMPLES:
-            examples += [{"kind": kind, "id": pk} for pk in queryset.order_by("pk").values_list("pk", flat=True)[:MAX_EXAMPLES - len(examples)]]
+    for kind, querysets in unaudited_rows(tenant=tenant).items():
+        for queryset in querysets:
+            found = queryset.count()
+            counts[kind] += found
+            if found and len(examples) < MAX_EXAMPLES:
+                ids = queryset.order_by("pk").values_list("pk", flat=True)[: MAX_EXAMPLES - len(examples)]
+                examples += [{"kind": kind, "id": pk} for pk in ids]
     count = sum(counts.values())
     by_kind = ", ".join(f"{n} {kind}(s)" for kind, n in counts.items() if n)
     return CheckResult(
@@ -383,26 +500,6 @@ def check_audit_trail(*, tenant: Tenant | None = None) -> CheckResult:
 # Invariant 7 ------------------------------------------------------------------------------------
 def _currency_mismatch() -> Q:
     return ~Q(currency=F("tenant__currency"))
-
-
-def unplaced_legacy_payments(*, tenant: Tenant | None = None) -> QuerySet[Payment]:
-    """Legacy succeeded payments the backfill mapped whose every cent is not allocated or credited by it."""
-    verified_later = PaymentAuditLog.objects.filter(
-        payment_id=OuterRef("pk"), event_type=AuditEvent.PAYMENT_VERIFIED, backfilled=False
-    )
-    return (
-        _scoped(Payment.objects.all(), tenant)
-        .filter(status=LegacyPaymentStatus.SUCCEEDED)
-        .filter(Exists(PaymentMigration.objects.filter(payment_id=OuterRef("pk"))))
-        .exclude(synthetic_payment_condition())
-        .exclude(_currency_mismatch())
-        .exclude(Exists(verified_later))
-        .annotate(
-            backfill_allocated_cents=_sum(Allocation.objects.filter(backfilled=True, payment_id=OuterRef("pk")), "payment_id"),
-            backfill_credited_cents=_sum(Credit.objects.filter(backfilled=True, source_payment_id=OuterRef("pk")), "source_payment_id"),
-        )
-        .exclude(amount_cents=F("backfill_allocated_cents") + F("backfill_credited_cents"))
-    )
 
 
 def legacy_paid_versus_backfilled(*, tenant: Tenant | None = None) -> dict[str, tuple[int, int]]:
@@ -421,36 +518,67 @@ def legacy_paid_versus_backfilled(*, tenant: Tenant | None = None) -> dict[str, 
     return {tenant_id: (pair[0], pair[1]) for tenant_id, pair in sorted(totals.items())}
 
 
+UNCONSERVED_INVOICE_COLUMNS = ("invoice_id", "tenant_id", "number", "legacy_paid_cents", "backfill_allocated_cents")
+_UNCONSERVED_INVOICES_SQL = """
+SELECT m.invoice_id, i.tenant_id, i.number, m.legacy_paid_cents, COALESCE(b.total, 0)
+FROM payments_invoicemigration m
+JOIN billing_invoice i ON i.id = m.invoice_id
+LEFT JOIN (
+    SELECT invoice_id, CAST(SUM(amount_cents) AS BIGINT) AS total FROM payments_allocation
+    WHERE backfilled = %s GROUP BY invoice_id
+) b ON b.invoice_id = m.invoice_id
+WHERE m.legacy_paid_cents <> COALESCE(b.total, 0)"""
+
+UNPLACED_PAYMENT_COLUMNS = ("id", "tenant_id", "amount_cents", "backfill_allocated_cents", "backfill_credited_cents")
+_UNPLACED_PAYMENTS_SQL = """
+SELECT p.id, p.tenant_id, p.amount_cents, COALESCE(a.total, 0), COALESCE(c.total, 0)
+FROM payments_payment p
+JOIN payments_paymentmigration pm ON pm.payment_id = p.id
+JOIN billing_tenant t ON t.id = p.tenant_id
+LEFT JOIN (
+    SELECT payment_id, CAST(SUM(amount_cents) AS BIGINT) AS total FROM payments_allocation
+    WHERE backfilled = %s AND payment_id IS NOT NULL GROUP BY payment_id
+) a ON a.payment_id = p.id
+LEFT JOIN (
+    SELECT source_payment_id, CAST(SUM(amount_cents) AS BIGINT) AS total FROM payments_credit
+    WHERE backfilled = %s AND source_payment_id IS NOT NULL GROUP BY source_payment_id
+) c ON c.source_payment_id = p.id
+WHERE p.status = %s AND p.currency = t.currency
+  AND COALESCE(p.channel, '') <> %s AND COALESCE(p.idempotency_key, '') NOT LIKE %s
+  AND NOT EXISTS (
+      SELECT 1 FROM payments_paymentauditlog l
+      WHERE l.payment_id = p.id AND l.event_type = %s AND l.backfilled = %s
+  )
+  AND p.amount_cents <> COALESCE(a.total, 0) + COALESCE(c.total, 0)"""
+
+
+def unplaced_legacy_payments(*, tenant: Tenant | None = None) -> tuple[int, list[dict]]:
+    """Legacy succeeded payments the backfill mapped whose every cent it did not allocate or credit:
+    (count, examples). Left out: synthetic payments, foreign-currency payments (a person's), and
+    payments a person verified after PAY-10 (the services placed their money)."""
+    tenant_sql, tenant_params = _tenant_sql(tenant, "p.tenant_id")
+    params = [
+        True, True, LegacyPaymentStatus.SUCCEEDED, Channel.LEGACY, f"{SYNTHETIC_KEY_PREFIX}%",
+        AuditEvent.PAYMENT_VERIFIED, False, *tenant_params,
+    ]
+    return _raw_violations(_UNPLACED_PAYMENTS_SQL + tenant_sql, params, UNPLACED_PAYMENT_COLUMNS)
+
+
 def check_backfill_conservation(*, tenant: Tenant | None = None) -> CheckResult:
     totals = legacy_paid_versus_backfilled(tenant=tenant)
     unequal = {tenant_id: pair for tenant_id, pair in totals.items() if pair[0] != pair[1]}
-    invoices = (
-        _scoped(InvoiceMigration.objects.all(), tenant, "invoice__tenant")
-        .annotate(
-            backfill_allocated_cents=_sum(
-                Allocation.objects.filter(backfilled=True, invoice_id=OuterRef("invoice_id")), "invoice_id"
-            )
-        )
-        .exclude(legacy_paid_cents=F("backfill_allocated_cents"))
+    tenant_sql, tenant_params = _tenant_sql(tenant, "i.tenant_id")
+    invoice_count, invoice_examples = _raw_violations(
+        _UNCONSERVED_INVOICES_SQL + tenant_sql, [True, *tenant_params], UNCONSERVED_INVOICE_COLUMNS
     )
-    invoice_count = invoices.count()
-    payments = unplaced_legacy_payments(tenant=tenant)
-    payment_count = payments.count()
+    payment_count, payment_examples = unplaced_legacy_payments(tenant=tenant)
     count = len(unequal) + invoice_count + payment_count
     examples = [
         {"kind": "tenant", "tenant_id": tenant_id, "legacy_paid_cents": legacy, "backfill_allocated_cents": allocated}
-        for tenant_id, (legacy, allocated) in list(unequal.items())[:MAX_EXAMPLES]
+        for tenant_id, (legacy, allocated) in unequal.items()
     ]
-    examples += [
-        {"kind": "invoice", **row}
-        for row in _examples(
-            invoices, "invoice_id", "invoice__tenant_id", "invoice__number", "legacy_paid_cents", "backfill_allocated_cents"
-        )
-    ][: MAX_EXAMPLES - len(examples)]
-    examples += [
-        {"kind": "payment", **row}
-        for row in _examples(payments, "id", "tenant_id", "amount_cents", "backfill_allocated_cents", "backfill_credited_cents")
-    ][: max(MAX_EXAMPLES - len(examples), 0)]
+    examples += [{"kind": "invoice", **row} for row in invoice_examples]
+    examples += [{"kind": "payment", **row} for row in payment_examples]
     explanation = CONSERVATION_OK
     if count:
         explanation = CONSERVATION_BROKEN.format(
@@ -460,30 +588,34 @@ def check_backfill_conservation(*, tenant: Tenant | None = None) -> CheckResult:
             invoices=invoice_count,
             payments=payment_count,
         )
-    return CheckResult(name="backfill_conserves_money", ok=count == 0, count=count, explanation=explanation, examples=examples)
+    return CheckResult(
+        name="backfill_conserves_money", ok=count == 0, count=count, explanation=explanation, examples=examples[:MAX_EXAMPLES]
+    )
 
 
 def check_currency_mismatch_payments(*, tenant: Tenant | None = None) -> CheckResult:
     """Invariant 7's exception: payments in a foreign currency wait for a person. Reported, not a failure."""
-    mismatched = _scoped(Payment.objects.all(), tenant).filter(_currency_mismatch()).annotate(
+    mismatched = _scoped(Payment.objects.all(), tenant).filter(_currency_mismatch())
+    count = mismatched.count()
+    allocated = credited = 0
+    if count:
+        allocated = mismatched.filter(Exists(Allocation.objects.filter(backfilled=True, payment_id=OuterRef("pk")))).count()
+        credited = mismatched.filter(Exists(Credit.objects.filter(backfilled=True, source_payment_id=OuterRef("pk")))).count()
+    placed = allocated + credited
+    if placed:
+        explanation = NEEDS_A_PERSON_PLACED.format(count=count, allocated=allocated, credited=credited)
+    else:
+        explanation = NEEDS_A_PERSON.format(count=count) if count else NEEDS_A_PERSON_NONE
+    with_placement = mismatched.annotate(
         backfill_allocated_cents=_sum(Allocation.objects.filter(backfilled=True, payment_id=OuterRef("pk")), "payment_id"),
         backfill_credited_cents=_sum(Credit.objects.filter(backfilled=True, source_payment_id=OuterRef("pk")), "source_payment_id"),
     )
-    count = mismatched.count()
-    placed = mismatched.filter(Q(backfill_allocated_cents__gt=0) | Q(backfill_credited_cents__gt=0)).count() if count else 0
-    if placed:
-        explanation = NEEDS_A_PERSON_PLACED.format(count=count, placed=placed)
-    else:
-        explanation = NEEDS_A_PERSON.format(count=count) if count else NEEDS_A_PERSON_NONE
+    examples = _examples(
+        with_placement, "id", "tenant_id", "invoice_id", "amount_cents", "currency", "tenant__currency", "status",
+        "backfill_allocated_cents", "backfill_credited_cents",
+    ) if count else []
     return CheckResult(
-        name="currency_mismatch_needs_a_person",
-        ok=placed == 0,
-        count=count,
-        explanation=explanation,
-        examples=_examples(
-            mismatched, "id", "tenant_id", "invoice_id", "amount_cents", "currency", "tenant__currency", "status",
-            "backfill_allocated_cents", "backfill_credited_cents",
-        ),
+        name="currency_mismatch_needs_a_person", ok=placed == 0, count=count, explanation=explanation, examples=examples
     )
 
 
@@ -494,7 +626,8 @@ def check_migration_complete(*, tenant: Tenant | None = None, allow_partial: boo
     )
     unmapped = _scoped(Payment.objects.all(), tenant).filter(verification_status__isnull=True)
     hidden = _scoped(Allocation.objects.filter(reversal__isnull=True), tenant).filter(
-        ~Exists(InvoiceMigration.objects.filter(invoice_id=OuterRef("invoice_id")))
+        Exists(Invoice.objects.filter(pk=OuterRef("invoice_id"))),  # a missing one is an orphan instead
+        ~Exists(InvoiceMigration.objects.filter(invoice_id=OuterRef("invoice_id"))),
     )
     invoices, payments, hidden_count = unmigrated.count(), unmapped.count(), hidden.count()
     ok = hidden_count == 0 and (allow_partial or invoices + payments == 0)
@@ -504,9 +637,13 @@ def check_migration_complete(*, tenant: Tenant | None = None, allow_partial: boo
     if invoices + payments:
         template = MIGRATION_PARTIAL_ALLOWED if allow_partial else MIGRATION_INCOMPLETE
         parts.append(template.format(invoices=invoices, payments=payments))
-    examples = [{"kind": "allocation on unmigrated invoice", **row} for row in _examples(hidden, "id", "invoice_id", "amount_cents")]
-    examples += [{"kind": "unmigrated invoice", **row} for row in _examples(unmigrated, "id", "tenant_id", "number", "status")]
-    examples += [{"kind": "unmapped payment", **row} for row in _examples(unmapped, "id", "tenant_id", "status")]
+    examples = []
+    if hidden_count:
+        examples += [{"kind": "allocation on unmigrated invoice", **row} for row in _examples(hidden, "id", "invoice_id", "amount_cents")]
+    if invoices:
+        examples += [{"kind": "unmigrated invoice", **row} for row in _examples(unmigrated, "id", "tenant_id", "number", "status")]
+    if payments:
+        examples += [{"kind": "unmapped payment", **row} for row in _examples(unmapped, "id", "tenant_id", "status")]
     return CheckResult(
         name="migration_complete",
         ok=ok,
@@ -531,3 +668,244 @@ def invariant_checks(*, tenant: Tenant | None = None, today: date, allow_partial
     ]
 
 
+
+# Baseline comparison ----------------------------------------------------------------------------
+FIN01_EXACT_FIELDS = (
+    "invoicedCents", "collectedCents", "outstandingCents", "overdueCents", "pendingVerificationCents", "byStatus", "aging",
+)
+FIN01_OK = "FIN-01 ALL_TIME totals per currency equal the baseline's (engine verdicts for {as_of})"
+FIN01_DIFFERENT = "{count} FIN-01 figure(s) differ from the baseline (engine verdicts for {as_of}); money was not conserved"
+CREDIT_OK = "unapplied credit changed only by the credit the backfill created{by_reason}"
+CREDIT_DIFFERENT = (
+    "unapplied credit changed by more than the credit the backfill created, in {count} currency(ies){by_reason}"
+)
+STATUS_COUNTS_OK = "invoice count and amount by stored status equal the baseline's, after {moved} status change(s) the backfill recorded"
+STATUS_COUNTS_DIFFERENT = (
+    "{count} difference(s) in invoice count/amount by stored status not explained by the backfill's "
+    "STATUS_CHANGED deviations ({unexplained} invoice(s) changed status without one)"
+)
+FIN02_OK = "FIN-02 page 1 ({rows} invoice(s)): paid and balance equal the baseline's, status differences explained"
+FIN02_DIFFERENT = "{count} FIN-02 page-1 row(s) differ from the baseline: paid/balance changed, invoice missing or status changed unexplained"
+
+
+def _differences(before, after, path: str) -> list[dict]:
+    """Leaf-by-leaf differences between two JSON values (a missing number counts as 0)."""
+    if isinstance(before, dict) or isinstance(after, dict):
+        before, after = before or {}, after or {}
+        found = []
+        for key in sorted(set(before) | set(after)):
+            found += _differences(before.get(key), after.get(key), f"{path}.{key}")
+        return found
+    if (before or 0) != (after or 0):
+        return [{"field": path, "before": before or 0, "after": after or 0}]
+    return []
+
+
+def compare_fin01_totals(*, baseline: dict, current: dict) -> CheckResult:
+    as_of = baseline["asOf"]
+    differences = []
+    currencies = sorted(set(baseline["fin01"]["currencies"]) | set(current["fin01"]["currencies"]))
+    for currency in currencies:
+        before = baseline["fin01"]["currencies"].get(currency, {})
+        after = current["fin01"]["currencies"].get(currency, {})
+        for name in FIN01_EXACT_FIELDS:
+            differences += _differences(before.get(name), after.get(name), f"{currency}.{name}")
+    count = len(differences)
+    return CheckResult(
+        name="baseline_fin01_totals",
+        ok=count == 0,
+        count=count,
+        explanation=(FIN01_DIFFERENT if count else FIN01_OK).format(count=count, as_of=as_of),
+        examples=differences[:MAX_EXAMPLES],
+    )
+
+
+CREDIT_DEVIATION_KINDS = (
+    BackfillDeviation.Kind.CROSS_TENANT_LINK,
+    BackfillDeviation.Kind.OVERPAYMENT_TO_CREDIT,
+    BackfillDeviation.Kind.UNLINKED_PAYMENT_TO_CREDIT,
+    BackfillDeviation.Kind.UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT,
+)
+
+
+def backfilled_credit_by_reason(*, tenant: Tenant | None = None) -> list[dict]:
+    """The backfill's credits summed per currency and case: the deviation the backfill recorded for
+    the credit's source payment (its free-text reason names single invoices), else the reason."""
+    case = Subquery(
+        BackfillDeviation.objects.filter(payment_id=OuterRef("source_payment_id"), kind__in=CREDIT_DEVIATION_KINDS)
+        .order_by("kind")
+        .values("kind")[:1]
+    )
+    rows = (
+        credits_with_balances(tenant=tenant).filter(backfilled=True)
+        .annotate(case=Coalesce(case, F("reason")))
+        .values("currency", "case")
+        .annotate(credits=Count("pk"), amount=Sum("amount_cents"), remaining=Sum("remaining_cents"))
+        .order_by("currency", "case")
+    )
+    return [
+        {"currency": row["currency"], "reason": row["case"], "credits": row["credits"], "amountCents": row["amount"],
+         "remainingCents": row["remaining"]}
+        for row in rows
+    ]
+
+
+def compare_unapplied_credit(*, baseline: dict, current: dict, tenant: Tenant | None) -> CheckResult:
+    """Unapplied credit may grow only by what the backfill's credits still hold beyond what they held at the baseline."""
+    differences = []
+    currencies = sorted(set(baseline["fin01"]["currencies"]) | set(current["fin01"]["currencies"]))
+    for currency in currencies:
+        before = baseline["fin01"]["currencies"].get(currency, {}).get("unappliedCreditCents", 0)
+        after = current["fin01"]["currencies"].get(currency, {}).get("unappliedCreditCents", 0)
+        backfilled = current["backfilledCreditRemaining"].get(currency, 0) - baseline.get("backfilledCreditRemaining", {}).get(currency, 0)
+        if after - before != backfilled:
+            differences.append(
+                {"currency": currency, "before": before, "after": after, "backfillCreditCents": backfilled,
+                 "unexplainedCents": after - before - backfilled}
+            )
+    by_reason = backfilled_credit_by_reason(tenant=tenant)
+    reasons = "".join(
+        f"; {row['currency']} {row['remainingCents']} unapplied of {row['amountCents']} in {row['credits']} credit(s): {row['reason']}"
+        for row in by_reason
+    )
+    count = len(differences)
+    return CheckResult(
+        name="baseline_unapplied_credit",
+        ok=count == 0,
+        count=count,
+        explanation=(CREDIT_DIFFERENT if count else CREDIT_OK).format(count=count, by_reason=reasons),
+        examples=(differences + [{"kind": "backfill credit", **row} for row in by_reason])[:MAX_EXAMPLES],
+    )
+
+
+def compare_status_counts(*, baseline: dict, current: dict, tenant: Tenant | None) -> CheckResult:
+    """Stored count/amount by status may differ from the baseline only by the status changes the
+    backfill recorded as STATUS_CHANGED deviations since the baseline was taken."""
+    moved_then = baseline.get("backfillStatusChanges", {})
+    moved_now = current["backfillStatusChanges"]
+    differences = []
+    moved = 0
+    for tenant_id in sorted(set(baseline["invoicesByStatus"]) | set(current["invoicesByStatus"])):
+        expected: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "amountCents": 0})
+        for status, figures in baseline["invoicesByStatus"].get(tenant_id, {}).items():
+            expected[status] = dict(figures)
+        changes_now = moved_now.get(tenant_id, {})
+        changes_then = moved_then.get(tenant_id, {})
+        for change in set(changes_now) | set(changes_then):
+            old, new = change.split("->")
+            empty = {"count": 0, "amountCents": 0}
+            now, then = changes_now.get(change, empty), changes_then.get(change, empty)
+            for key in ("count", "amountCents"):
+                delta = now[key] - then[key]
+                expected[old][key] -= delta
+                expected[new][key] += delta
+            moved += now["count"] - then["count"]
+        differences += [
+            {"tenant": tenant_id, **difference}
+            for difference in _differences(
+                {status: figures for status, figures in expected.items() if figures["count"] or figures["amountCents"]},
+                current["invoicesByStatus"].get(tenant_id, {}),
+                "byStoredStatus",
+            )
+        ]
+    unexplained = _scoped(InvoiceMigration.objects.all(), tenant, "invoice__tenant").exclude(
+        legacy_status=F("invoice__status")
+    ).exclude(
+        Exists(BackfillDeviation.objects.filter(invoice_id=OuterRef("invoice_id"), kind=BackfillDeviation.Kind.STATUS_CHANGED))
+    )
+    unexplained_count = unexplained.count()
+    examples = differences + [
+        {"kind": "status change without deviation", **row}
+        for row in (
+            _examples(unexplained, "invoice_id", "invoice__number", "legacy_status", "invoice__status")
+            if unexplained_count
+            else []
+        )
+    ]
+    count = len(differences) + unexplained_count
+    explanation = (
+        STATUS_COUNTS_DIFFERENT.format(count=count, unexplained=unexplained_count)
+        if count
+        else STATUS_COUNTS_OK.format(moved=moved)
+    )
+    return CheckResult(
+        name="baseline_status_counts", ok=count == 0, count=count, explanation=explanation, examples=examples[:MAX_EXAMPLES]
+    )
+
+
+def compare_fin02_rows(*, baseline: dict, today: date) -> CheckResult:
+    """Baseline FIN-02 page-1 rows, found again by invoice number: paid and balance equal; a status
+    difference only where the backfill recorded a STATUS_CHANGED deviation for the invoice."""
+    differences = []
+    rows_compared = 0
+    for tenant_id, page in sorted(baseline["fin02"].items()):
+        by_number = {row["number"]: row for row in page["results"]}
+        rows_compared += len(by_number)
+        current = {
+            row["number"]: row
+            for row in invoices_with_balances(today=today)
+            .filter(tenant_id=tenant_id, number__in=list(by_number))
+            .annotate(
+                status_change_recorded=Exists(
+                    BackfillDeviation.objects.filter(invoice_id=OuterRef("pk"), kind=BackfillDeviation.Kind.STATUS_CHANGED)
+                )
+            )
+            .values("number", "paid_cents", "balance_cents", "status_today", "status_change_recorded")
+        }
+        for number, before in by_number.items():
+            after = current.get(number)
+            if after is None:
+                differences.append({"tenant": tenant_id, "number": number, "problem": "invoice no longer exists"})
+                continue
+            problems = []
+            if before["paidCents"] != after["paid_cents"]:
+                problems.append(f"paid {before['paidCents']} -> {after['paid_cents']}")
+            if before["balanceCents"] != after["balance_cents"]:
+                problems.append(f"balance {before['balanceCents']} -> {after['balance_cents']}")
+            if before["status"] != after["status_today"] and not after["status_change_recorded"]:
+                problems.append(f"status {before['status']} -> {after['status_today']} without a STATUS_CHANGED deviation")
+            if problems:
+                differences.append({"tenant": tenant_id, "number": number, "problem": "; ".join(problems)})
+    count = len(differences)
+    return CheckResult(
+        name="baseline_fin02_rows",
+        ok=count == 0,
+        count=count,
+        explanation=FIN02_DIFFERENT.format(count=count) if count else FIN02_OK.format(rows=rows_compared),
+        examples=differences[:MAX_EXAMPLES],
+    )
+
+
+def baseline_checks(*, baseline: dict, tenant: Tenant | None) -> list[CheckResult]:
+    """Compare today's figures, computed for the baseline's `asOf` day, with the baseline's."""
+    as_of = date.fromisoformat(baseline["asOf"])
+    current = baseline_document(tenant=tenant, today=as_of)
+    return [
+        compare_fin01_totals(baseline=baseline, current=current),
+        compare_unapplied_credit(baseline=baseline, current=current, tenant=tenant),
+        compare_status_counts(baseline=baseline, current=current, tenant=tenant),
+        compare_fin02_rows(baseline=baseline, today=as_of),
+    ]
+
+
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """Every check reads the same committed state while the app keeps writing: on PostgreSQL one
+    REPEATABLE READ, READ ONLY transaction (SQLite would block writers instead, so it reads as is)."""
+    starts_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        if starts_transaction and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def verification_run(
+    *, tenant: Tenant | None, today: date, allow_partial: bool = False, baseline: dict | None = None
+) -> list[CheckResult]:
+    """Every invariant check, then the baseline comparison if there is a baseline, on one snapshot."""
+    with one_snapshot():
+        checks = invariant_checks(tenant=tenant, today=today, allow_partial=allow_partial)
+        if baseline is not None:
+            checks += baseline_checks(baseline=baseline, tenant=tenant)
+    return checks

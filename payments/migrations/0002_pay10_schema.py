@@ -5,6 +5,8 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+from payments.migrations._pay10_guards import guards_install, guards_remove
+
 
 class Migration(migrations.Migration):
 
@@ -303,4 +305,21 @@ class Migration(migrations.Migration):
             model_name='refund',
             constraint=models.CheckConstraint(condition=models.Q(('amount_cents__gt', 0)), name='payments_refund_amount_positive'),
         ),
+        migrations.AddField(
+            model_name='backfillrun',
+            name='upper_payment_id',
+            field=models.BigIntegerField(default=0, help_text='Highest payment id when the run started.'),
+        ),
+        migrations.AddField(
+            model_name='backfillrun',
+            name='cursor_payment_id',
+            field=models.BigIntegerField(default=0, help_text='Every legacy payment up to this id is done.'),
+        ),
+        migrations.AddField(
+            model_name='invoicemigration',
+            name='legacy_updated_at',
+            field=models.DateTimeField(blank=True, help_text="The invoice's updated_at before PAY-10 touched it; the reverse restores it.", null=True),
+        ),
+        # PostgreSQL's own guard of the money invariants (deferred constraint triggers, append-only audit).
+        migrations.RunPython(guards_install, guards_remove),
     ]

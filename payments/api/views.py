@@ -1,0 +1,311 @@
+"""The payment operations API (issue 4). Views check who may act, validate the body, call one
+service and render the result; the rules live in `payments.services`.
+
+Status codes: 401 without a valid token; 403 a tenant token on a staff-only action; 404 an unknown
+id or another tenant's id (never revealing it exists); 400 a malformed body, field by field; 409 a
+rule the request would break (`payments.services.errors`), with a message that names it.
+"""
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status as http
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.api.access import IsStaff, tenant_for_request
+from payments.api.serializers import (
+    MAX_ID,
+    AllocationRequestSerializer,
+    AllocationSerializer,
+    AutoAllocationResultSerializer,
+    ErrorSerializer,
+    InvoiceSerializer,
+    PaymentRecordRequestSerializer,
+    PaymentSerializer,
+    ReasonRequestSerializer,
+    RefundRequestSerializer,
+    RefundResultSerializer,
+    RefundSerializer,
+)
+from payments.models import Allocation, VerificationStatus
+from payments.selectors.balances import invoices_with_balances, payments_with_balances
+from payments.services import errors
+from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
+from payments.services.credits import credit_apply
+from payments.services.invoices import invoice_void
+from payments.services.payments import MAX_TEXT_LENGTH, payment_record, payment_refund, payment_reject, payment_verify
+
+ERROR_STAFF_TENANT_REQUIRED = "staff must name the tenant the payment is for"
+ERROR_STAFF_ONLY_FIELD = "only staff may set {field}"
+ERROR_IDEMPOTENCY_KEY_TOO_LONG = f"the Idempotency-Key header is at most {MAX_TEXT_LENGTH} characters"
+ERROR_NOT_FOUND = "{what} {id} not found"
+
+STATUS_OF_ERROR = {
+    errors.NotFound: (http.HTTP_404_NOT_FOUND, "not_found"),
+    errors.InvalidInput: (http.HTTP_400_BAD_REQUEST, "invalid"),
+    errors.RuleViolation: (http.HTTP_409_CONFLICT, "rule_violation"),
+    errors.IdempotencyConflict: (http.HTTP_409_CONFLICT, "idempotency_conflict"),
+}
+
+_ERRORS = {
+    400: OpenApiResponse(description="Malformed body; the response names each bad field."),
+    401: OpenApiResponse(description="No valid token (`Authorization: Bearer <token>`)."),
+    403: OpenApiResponse(description="A tenant token on a staff-only action."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or another tenant's."),
+    409: OpenApiResponse(ErrorSerializer, description="A rule the request would break; `detail` names it."),
+}
+
+
+def _responses(ok: dict) -> dict:
+    return {**ok, **_ERRORS}
+
+
+def payment_document(payment_id: int) -> dict:
+    payment = payments_with_balances().get(pk=payment_id)
+    payment.allocation_list = list(Allocation.objects.filter(payment_id=payment_id).select_related("reversal").order_by("pk"))
+    return PaymentSerializer(payment).data
+
+
+def allocation_document(allocation_id: int) -> dict:
+    return AllocationSerializer(Allocation.objects.select_related("reversal").get(pk=allocation_id)).data
+
+
+class OperationView(APIView):
+    """Staff-only by default; maps the services' refusals to status codes."""
+
+    permission_classes = [IsAuthenticated, IsStaff]
+
+    def handle_exception(self, exc):
+        for error_class, (status_code, code) in STATUS_OF_ERROR.items():
+            if isinstance(exc, error_class):
+                return Response({"detail": exc.message, "code": code}, status=status_code)
+        return super().handle_exception(exc)
+
+    @staticmethod
+    def path_id(value: int, *, what: str) -> int:
+        """An id from the path; one beyond the database's range names nothing."""
+        if value > MAX_ID:
+            raise NotFound(ERROR_NOT_FOUND.format(what=what, id=value))
+        return value
+
+    @staticmethod
+    def body(serializer_class, request: Request) -> dict:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class PaymentCreateView(OperationView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="payment_record",
+        summary="Record a payment",
+        description=(
+            "Money received. A tenant token records for its own tenant and its payments start PENDING; staff name "
+            "the `tenant` and may record VERIFIED directly. With an `Idempotency-Key` header, a replay of the same "
+            "body returns the same payment (200); the same key with another body is a 409."
+        ),
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        request=PaymentRecordRequestSerializer,
+        responses=_responses({201: PaymentSerializer, 200: PaymentSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.body(PaymentRecordRequestSerializer, request)
+        idempotency_key = request.headers.get("Idempotency-Key") or None
+        if idempotency_key is not None and len(idempotency_key) > MAX_TEXT_LENGTH:
+            raise ValidationError({"Idempotency-Key": [ERROR_IDEMPOTENCY_KEY_TOO_LONG]})
+        verification_status = data.get("verificationStatus", VerificationStatus.PENDING)
+        if not request.user.is_staff and verification_status != VerificationStatus.PENDING:
+            raise PermissionDenied(ERROR_STAFF_ONLY_FIELD.format(field="verificationStatus"))
+        tenant = tenant_for_request(request, data.get("tenant"))
+        if tenant is None:
+            raise ValidationError({"tenant": [ERROR_STAFF_TENANT_REQUIRED]})
+        if data["currency"] != tenant.currency:
+            raise ValidationError(
+                {"currency": [errors.ERROR_CURRENCY_MISMATCH_TENANT.format(currency=data["currency"], expected=tenant.currency)]}
+            )
+        payment, created = payment_record(
+            tenant=tenant,
+            amount_cents=data["amountCents"],
+            currency=data["currency"],
+            channel=data["channel"],
+            reference=data["reference"],
+            received_at=data.get("receivedAt"),
+            verification_status=verification_status,
+            idempotency_key=idempotency_key,
+            actor=request.user,
+        )
+        return Response(payment_document(payment.pk), status=http.HTTP_201_CREATED if created else http.HTTP_200_OK)
+
+
+class PaymentDetailView(OperationView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="payment_get",
+        summary="A payment with its balances and allocations",
+        responses=_responses({200: PaymentSerializer}),
+        tags=["payments"],
+    )
+    def get(self, request: Request, payment_id: int) -> Response:
+        tenant = tenant_for_request(request, None)
+        queryset = payments_with_balances(tenant=tenant)
+        if not queryset.filter(pk=self.path_id(payment_id, what="payment")).exists():
+            raise errors.NotFound(errors.ERROR_PAYMENT_NOT_FOUND.format(id=payment_id))
+        return Response(payment_document(payment_id))
+
+
+class PaymentVerifyView(OperationView):
+    @extend_schema(
+        operation_id="payment_verify",
+        summary="Verify a pending payment (staff)",
+        request=None,
+        responses=_responses({200: PaymentSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: int) -> Response:
+        payment = payment_verify(payment_id=self.path_id(payment_id, what="payment"), actor=request.user)
+        return Response(payment_document(payment.pk))
+
+
+class PaymentRejectView(OperationView):
+    @extend_schema(
+        operation_id="payment_reject",
+        summary="Reject a payment, releasing its allocations (staff)",
+        description="Refused (409) once money from it was refunded or became credit that has since been applied.",
+        request=ReasonRequestSerializer,
+        responses=_responses({200: PaymentSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: int) -> Response:
+        data = self.body(ReasonRequestSerializer, request)
+        payment = payment_reject(
+            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, reason=data["reason"]
+        )
+        return Response(payment_document(payment.pk))
+
+
+class PaymentAllocateView(OperationView):
+    @extend_schema(
+        operation_id="allocation_create",
+        summary="Allocate part of a payment to an invoice (staff)",
+        description=(
+            "Never beyond the payment's unallocated money or the invoice's balance (pending money counts against "
+            "it); not to DRAFT or VOID invoices; same tenant and currency only."
+        ),
+        request=AllocationRequestSerializer,
+        responses=_responses({201: AllocationSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: int) -> Response:
+        data = self.body(AllocationRequestSerializer, request)
+        allocation = allocation_create(
+            payment_id=self.path_id(payment_id, what="payment"),
+            invoice_id=data["invoiceId"],
+            amount_cents=data["amountCents"],
+            actor=request.user,
+        )
+        return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
+
+
+class PaymentAutoAllocateView(OperationView):
+    @extend_schema(
+        operation_id="payment_auto_allocate",
+        summary="Allocate a payment to the oldest open invoices (staff)",
+        description=(
+            "Oldest due date first, then oldest issue date, then id. What is left becomes a credit once the "
+            "payment is verified; a pending payment keeps it unallocated."
+        ),
+        request=None,
+        responses=_responses({200: AutoAllocationResultSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: int) -> Response:
+        allocations = payment_auto_allocate(payment_id=self.path_id(payment_id, what="payment"), actor=request.user)
+        return Response(
+            {
+                "allocations": [allocation_document(allocation.pk) for allocation in allocations],
+                "payment": payment_document(payment_id),
+            }
+        )
+
+
+class PaymentRefundView(OperationView):
+    @extend_schema(
+        operation_id="payment_refund",
+        summary="Refund money of a verified payment (staff)",
+        description=(
+            "From its unallocated money and its credits first, then by reversing its newest allocations (the rest "
+            "of a partly needed allocation is allocated again)."
+        ),
+        request=RefundRequestSerializer,
+        responses=_responses({200: RefundResultSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: int) -> Response:
+        data = self.body(RefundRequestSerializer, request)
+        refunds = payment_refund(
+            payment_id=self.path_id(payment_id, what="payment"),
+            amount_cents=data["amountCents"],
+            reason=data["reason"],
+            actor=request.user,
+        )
+        return Response(
+            {"refunds": RefundSerializer(refunds, many=True).data, "payment": payment_document(payment_id)}
+        )
+
+
+class AllocationReverseView(OperationView):
+    @extend_schema(
+        operation_id="allocation_reverse",
+        summary="Reverse an allocation (staff)",
+        description="Its money returns to its payment or credit; the allocation stays, with its reversal recorded.",
+        request=ReasonRequestSerializer,
+        responses=_responses({200: AllocationSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, allocation_id: int) -> Response:
+        data = self.body(ReasonRequestSerializer, request)
+        reversal = allocation_reverse(
+            allocation_id=self.path_id(allocation_id, what="allocation"), actor=request.user, reason=data["reason"]
+        )
+        return Response(allocation_document(reversal.allocation_id))
+
+
+class CreditApplyView(OperationView):
+    @extend_schema(
+        operation_id="credit_apply",
+        summary="Apply a credit to an invoice (staff)",
+        request=AllocationRequestSerializer,
+        responses=_responses({201: AllocationSerializer}),
+        tags=["payments"],
+    )
+    def post(self, request: Request, credit_id: int) -> Response:
+        data = self.body(AllocationRequestSerializer, request)
+        allocation = credit_apply(
+            credit_id=self.path_id(credit_id, what="credit"),
+            invoice_id=data["invoiceId"],
+            amount_cents=data["amountCents"],
+            actor=request.user,
+        )
+        return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
+
+
+class InvoiceVoidView(OperationView):
+    @extend_schema(
+        operation_id="invoice_void",
+        summary="Void an invoice (staff)",
+        description=(
+            "Verified money applied to it becomes credit of its payment, applied credit returns to its credit, "
+            "pending allocations are released back to their payments."
+        ),
+        request=None,
+        responses=_responses({200: InvoiceSerializer}),
+        tags=["invoices"],
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        invoice = invoice_void(invoice_id=self.path_id(invoice_id, what="invoice"), actor=request.user)
+        return Response(InvoiceSerializer(invoices_with_balances().get(pk=invoice.pk)).data)

@@ -1,0 +1,338 @@
+"""Payments after PAY-10: record (idempotent), verify, reject, refund.
+
+The legacy column `payments_payment.status` is kept mirrored for old readers: VERIFIED→SUCCEEDED,
+PENDING→PENDING, REJECTED→FAILED, fully refunded→REFUNDED.
+"""
+import hashlib
+import json
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from billing.models import Tenant
+from payments.models import (
+    Allocation,
+    AuditEvent,
+    Channel,
+    Credit,
+    LegacyPaymentStatus,
+    Payment,
+    Refund,
+    VerificationStatus,
+)
+from payments.services import errors
+from payments.services.allocations import allocation_apply, allocation_reverse_locked
+from payments.services.audit import audit_record
+from payments.services.invoice_status import invoice_statuses_refresh
+from payments.services.locking import (
+    amount_validate,
+    credit_figures,
+    payment_figures,
+    payment_get,
+    rows_lock,
+    rows_migrate_if_needed,
+    tenant_id_of,
+    user_or_none,
+)
+
+RECORDABLE_CHANNELS = tuple(choice for choice in Channel.values if choice != Channel.LEGACY)
+RECORDABLE_VERIFICATION_STATUSES = (VerificationStatus.PENDING, VerificationStatus.VERIFIED)
+LEGACY_STATUS_OF = {
+    VerificationStatus.PENDING: LegacyPaymentStatus.PENDING,
+    VerificationStatus.VERIFIED: LegacyPaymentStatus.SUCCEEDED,
+    VerificationStatus.REJECTED: LegacyPaymentStatus.FAILED,
+}
+MAX_TEXT_LENGTH = 255
+ERROR_TEXT_TOO_LONG = "{field} must be at most {max} characters"
+ERROR_TEXT_NOT_STRING = "{field} must be text"
+REJECT_RELEASE_REASON = "payment {id} rejected: {reason}"
+REFUND_REVERSE_REASON = "refund of payment {id}"
+
+
+def _request_fingerprint(**request) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text_validate(value, *, field: str) -> str:
+    if not isinstance(value, str):
+        raise errors.InvalidInput(ERROR_TEXT_NOT_STRING.format(field=field))
+    if len(value) > MAX_TEXT_LENGTH:
+        raise errors.InvalidInput(ERROR_TEXT_TOO_LONG.format(field=field, max=MAX_TEXT_LENGTH))
+    return value
+
+
+def _replay(*, payment: Payment, fingerprint: str, idempotency_key: str) -> tuple[Payment, bool]:
+    if payment.request_fingerprint != fingerprint:
+        raise errors.IdempotencyConflict(errors.ERROR_IDEMPOTENCY_CONFLICT.format(key=idempotency_key))
+    return payment, False
+
+
+def payment_record(
+    *,
+    tenant: Tenant,
+    amount_cents: int,
+    currency: str,
+    channel: str,
+    reference: str = "",
+    received_at: datetime | None = None,
+    verification_status: str = VerificationStatus.PENDING,
+    idempotency_key: str | None = None,
+    actor,
+) -> tuple[Payment, bool]:
+    """Record money received. Returns (payment, created): the same idempotency key with the same
+    request returns the payment it created; with a different request it is a conflict."""
+    amount_validate(amount_cents)
+    if currency != tenant.currency:
+        raise errors.InvalidInput(errors.ERROR_CURRENCY_MISMATCH_TENANT.format(currency=currency, expected=tenant.currency))
+    if channel not in RECORDABLE_CHANNELS:
+        raise errors.InvalidInput(errors.ERROR_CHANNEL_INVALID.format(choices=", ".join(RECORDABLE_CHANNELS)))
+    if verification_status not in RECORDABLE_VERIFICATION_STATUSES:
+        raise errors.InvalidInput(errors.ERROR_VERIFICATION_STATUS_INVALID)
+    _text_validate(reference, field="reference")
+    if idempotency_key is not None:
+        _text_validate(idempotency_key, field="idempotency key")
+    fingerprint = _request_fingerprint(
+        tenant=tenant.pk,
+        amount_cents=amount_cents,
+        currency=currency,
+        channel=channel,
+        reference=reference,
+        received_at=received_at.isoformat() if received_at is not None else None,
+        verification_status=str(verification_status),
+    )
+    with transaction.atomic():
+        if idempotency_key is not None:
+            existing = Payment.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return _replay(payment=existing, fingerprint=fingerprint, idempotency_key=idempotency_key)
+        try:
+            with transaction.atomic():
+                payment = Payment.objects.create(
+                    tenant=tenant,
+                    amount_cents=amount_cents,
+                    currency=currency,
+                    channel=channel,
+                    method=channel.lower(),
+                    reference=reference,
+                    received_at=received_at or timezone.now(),
+                    verification_status=verification_status,
+                    status=LEGACY_STATUS_OF[verification_status],
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=fingerprint if idempotency_key is not None else None,
+                )
+                audit_record(
+                    tenant_id=tenant.pk,
+                    actor=actor,
+                    event_type=AuditEvent.PAYMENT_RECORDED,
+                    payment_id=payment.pk,
+                    amount_cents=amount_cents,
+                    after={"payment": payment_figures(payment.pk)},
+                    extra={"channel": channel, "reference": reference, "idempotency_key": idempotency_key},
+                )
+        except IntegrityError:
+            # A concurrent request with the same key won the race; it has committed by now.
+            existing = Payment.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
+            if idempotency_key is None or existing is None:
+                raise
+            return _replay(payment=existing, fingerprint=fingerprint, idempotency_key=idempotency_key)
+    return payment, True
+
+
+def _active_allocations(payment_id: int):
+    return Allocation.objects.filter(payment_id=payment_id, reversal__isnull=True)
+
+
+def _lock_payment_and_invoices(*, payment_id: int, with_credit_applications: bool = False):
+    """Lock the invoices the payment's money (and, if asked, its credits' money) is applied to,
+    then the payment, then its credits."""
+
+    def invoice_ids():
+        ids = set(_active_allocations(payment_id).values_list("invoice_id", flat=True))
+        if with_credit_applications:
+            ids |= set(
+                Allocation.objects.filter(credit__source_payment_id=payment_id, reversal__isnull=True).values_list(
+                    "invoice_id", flat=True
+                )
+            )
+        return ids
+
+    return rows_lock(
+        invoice_ids=invoice_ids,
+        payment_ids=lambda: [payment_id],
+        credit_ids=lambda: Credit.objects.filter(source_payment_id=payment_id).values_list("pk", flat=True),
+    )
+
+
+def payment_verify(*, payment_id: int, actor, tenant: Tenant | None = None) -> Payment:
+    """PENDING → VERIFIED: its allocations start counting as paid."""
+    with transaction.atomic():
+        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
+        rows_migrate_if_needed(payment_ids=[payment.pk])
+        locked = _lock_payment_and_invoices(payment_id=payment.pk)
+        payment = locked.payments[payment.pk]
+        if payment.verification_status == VerificationStatus.VERIFIED:
+            return payment
+        if payment.verification_status == VerificationStatus.REJECTED:
+            raise errors.RuleViolation(errors.ERROR_VERIFY_REJECTED.format(id=payment.pk))
+        before = payment_figures(payment.pk)
+        payment.verification_status = VerificationStatus.VERIFIED
+        payment.status = LegacyPaymentStatus.SUCCEEDED
+        payment.save(update_fields=["verification_status", "status"])
+        invoice_statuses_refresh(invoice_ids=locked.invoices)
+        audit_record(
+            tenant_id=payment.tenant_id,
+            actor=actor,
+            event_type=AuditEvent.PAYMENT_VERIFIED,
+            payment_id=payment.pk,
+            amount_cents=payment.amount_cents,
+            before={"payment": before},
+            after={"payment": payment_figures(payment.pk)},
+            extra={"invoice_ids": sorted(locked.invoices)},
+        )
+        return payment
+
+
+def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | None = None) -> Payment:
+    """PENDING or VERIFIED → REJECTED, releasing every allocation of the payment.
+
+    Refused once money from it was refunded or became credit that has since been applied; a credit
+    of it that was never applied holds no money any more (`credits_with_balances`).
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise errors.InvalidInput(errors.ERROR_REASON_REQUIRED)
+    reason = reason.strip()
+    with transaction.atomic():
+        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
+        rows_migrate_if_needed(payment_ids=[payment.pk])
+        locked = _lock_payment_and_invoices(payment_id=payment.pk)
+        payment = locked.payments[payment.pk]
+        if payment.verification_status == VerificationStatus.REJECTED:
+            return payment
+        if Refund.objects.filter(payment=payment).exists():
+            raise errors.RuleViolation(errors.ERROR_REJECT_REFUNDED.format(id=payment.pk))
+        applied_credit = (
+            Allocation.objects.filter(credit__in=list(locked.credits), reversal__isnull=True)
+            .values_list("credit_id", flat=True)
+            .first()
+        )
+        if applied_credit is not None:
+            raise errors.RuleViolation(errors.ERROR_REJECT_CREDIT_APPLIED.format(id=payment.pk, credit=applied_credit))
+        before = payment_figures(payment.pk)
+        released = []
+        for allocation in _active_allocations(payment.pk).order_by("pk"):
+            allocation_reverse_locked(
+                allocation=allocation, actor=actor, reason=REJECT_RELEASE_REASON.format(id=payment.pk, reason=reason)[:255]
+            )
+            released.append(allocation.pk)
+        payment.verification_status = VerificationStatus.REJECTED
+        payment.status = LegacyPaymentStatus.FAILED
+        payment.save(update_fields=["verification_status", "status"])
+        audit_record(
+            tenant_id=payment.tenant_id,
+            actor=actor,
+            event_type=AuditEvent.PAYMENT_REJECTED,
+            payment_id=payment.pk,
+            amount_cents=payment.amount_cents,
+            before={"payment": before},
+            after={"payment": payment_figures(payment.pk)},
+            extra={"reason": reason, "released_allocation_ids": released, "cancelled_credit_ids": sorted(locked.credits)},
+        )
+        return payment
+
+
+def _refund_write(*, payment: Payment, credit: Credit | None, amount_cents: int, reason: str, actor) -> Refund:
+    before = {"payment": payment_figures(payment.pk)}
+    if credit is not None:
+        before["credit"] = credit_figures(credit.pk)
+    refund = Refund.objects.create(
+        tenant_id=payment.tenant_id,
+        payment=payment,
+        credit=credit,
+        amount_cents=amount_cents,
+        reason=reason,
+        created_by=user_or_none(actor),
+    )
+    after = {"payment": payment_figures(payment.pk)}
+    if credit is not None:
+        after["credit"] = credit_figures(credit.pk)
+    audit_record(
+        tenant_id=payment.tenant_id,
+        actor=actor,
+        event_type=AuditEvent.PAYMENT_REFUNDED,
+        payment_id=payment.pk,
+        credit_id=credit.pk if credit is not None else None,
+        amount_cents=amount_cents,
+        before=before,
+        after=after,
+        extra={"refund_id": refund.pk, "reason": reason},
+    )
+    return refund
+
+
+def _refunded_total(payment_id: int) -> int:
+    return Refund.objects.filter(payment_id=payment_id).aggregate(total=Sum("amount_cents"))["total"] or 0
+
+
+def payment_refund(
+    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | None = None
+) -> list[Refund]:
+    """Pay money of a verified payment back: first its unallocated money, then what its credits
+    hold, then by reversing its newest allocations (a partly needed allocation is reversed and
+    its rest allocated again), so no cent leaves the ledger unaccounted."""
+    amount_validate(amount_cents)
+    reason = _text_validate(reason, field="reason").strip()
+    with transaction.atomic():
+        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
+        rows_migrate_if_needed(payment_ids=[payment.pk])
+        locked = _lock_payment_and_invoices(payment_id=payment.pk, with_credit_applications=True)
+        payment = locked.payments[payment.pk]
+        if payment.verification_status != VerificationStatus.VERIFIED:
+            raise errors.RuleViolation(
+                errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status=payment.verification_status)
+            )
+        refundable = payment.amount_cents - _refunded_total(payment.pk)
+        if amount_cents > refundable:
+            raise errors.RuleViolation(
+                errors.ERROR_REFUND_EXCEEDS.format(id=payment.pk, refundable=refundable, amount=amount_cents)
+            )
+        refunds = []
+        remaining = amount_cents
+
+        def refund_from(credit: Credit | None, available: int) -> None:
+            nonlocal remaining
+            take = min(available, remaining)
+            if take > 0:
+                refunds.append(_refund_write(payment=payment, credit=credit, amount_cents=take, reason=reason, actor=actor))
+                remaining -= take
+
+        refund_from(None, payment_figures(payment.pk)["unallocated_cents"])
+        for credit_id in sorted(locked.credits):
+            refund_from(locked.credits[credit_id], credit_figures(credit_id)["remaining_cents"])
+        newest_first = Allocation.objects.filter(
+            Q(payment_id=payment.pk) | Q(credit_id__in=list(locked.credits)), reversal__isnull=True
+        ).order_by("-created_at", "-id")
+        for allocation in list(newest_first):
+            if remaining == 0:
+                break
+            credit = locked.credits.get(allocation.credit_id)
+            allocation_reverse_locked(
+                allocation=allocation, actor=actor, reason=REFUND_REVERSE_REASON.format(id=payment.pk)
+            )
+            take = min(allocation.amount_cents, remaining)
+            refund_from(credit, take)
+            if allocation.amount_cents > take:
+                allocation_apply(
+                    invoice=locked.invoices[allocation.invoice_id],
+                    payment=payment if credit is None else None,
+                    credit=credit,
+                    amount_cents=allocation.amount_cents - take,
+                    actor=actor,
+                    extra={"rest_of_allocation_id": allocation.pk},
+                )
+        if _refunded_total(payment.pk) == payment.amount_cents:
+            payment.status = LegacyPaymentStatus.REFUNDED
+            payment.save(update_fields=["status"])
+        return refunds

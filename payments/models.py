@@ -265,6 +265,8 @@ class BackfillRun(models.Model):
     batch_size = models.PositiveIntegerField()
     upper_invoice_id = models.BigIntegerField(help_text="Highest invoice id when the run started.")
     cursor_invoice_id = models.BigIntegerField(default=0, help_text="Every invoice up to this id is done.")
+    upper_payment_id = models.BigIntegerField(default=0, help_text="Highest payment id when the run started.")
+    cursor_payment_id = models.BigIntegerField(default=0, help_text="Every legacy payment up to this id is done.")
     counts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -284,6 +286,9 @@ class InvoiceMigration(models.Model):
     legacy_status = models.CharField(max_length=16)
     legacy_amount_paid_cents = models.BigIntegerField()
     legacy_paid_cents = models.BigIntegerField(help_text="The legacy paid figure the backfill allocated.")
+    legacy_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="The invoice's updated_at before PAY-10 touched it; the reverse restores it."
+    )
     migrated_at = models.DateTimeField(default=timezone.now)
 
 

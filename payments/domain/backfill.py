@@ -82,6 +82,7 @@ class LegacyPayment:
     method: str
     status: str
     received_at: datetime
+    invoice_number: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ def _currency_mismatch(payment: LegacyPayment, invoice: LegacyInvoice | None) ->
         kind=Deviation.CURRENCY_MISMATCH,
         tenant_id=payment.tenant_id,
         invoice_id=invoice.id if invoice else payment.invoice_id,
-        invoice_number=invoice.number if invoice else "",
+        invoice_number=invoice.number if invoice else payment.invoice_number,
         payment_id=payment.id,
         legacy={"paymentCurrency": payment.currency, "amountCents": payment.amount_cents, "status": payment.status},
         new={"tenantCurrency": expected, "allocatedCents": 0, "creditCents": 0},
@@ -209,7 +210,7 @@ def _credit(plan: PaymentPlan, *, amount_cents: int, reason: str, kind: str, inv
             kind=kind,
             tenant_id=payment.tenant_id,
             invoice_id=invoice.id if invoice else payment.invoice_id,
-            invoice_number=invoice.number if invoice else "",
+            invoice_number=invoice.number if invoice else payment.invoice_number,
             payment_id=payment.id,
             legacy={"paymentCents": payment.amount_cents, "invoiceStatus": invoice.status if invoice else None},
             new={"allocatedCents": allocated_cents, "creditCents": amount_cents},
@@ -223,7 +224,7 @@ def _leftover_case(invoice: LegacyInvoice, legacy_paid: int) -> tuple[str, str]:
         return REASON_DRAFT_INVOICE, Deviation.UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT
     if invoice.status == engine.VOID:
         return REASON_VOID_INVOICE, Deviation.UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT
-    if legacy_paid == 0:
+    if legacy_paid == 0 and invoice.status != engine.PAID:
         return REASON_UNPAID_INVOICE, Deviation.UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT
     return REASON_OVERPAYMENT, Deviation.OVERPAYMENT_TO_CREDIT
 
@@ -347,7 +348,7 @@ def plan_detached_payment(*, payment: LegacyPayment, invoice_migrated: bool = Fa
                 kind=Deviation.CROSS_TENANT_LINK,
                 tenant_id=payment.tenant_id,
                 invoice_id=payment.invoice_id,
-                invoice_number="",
+                invoice_number=payment.invoice_number,
                 payment_id=payment.id,
                 legacy={"invoiceId": payment.invoice_id, "invoiceTenant": payment.invoice_tenant_id,
                         "paymentTenant": payment.tenant_id, "status": payment.status},

@@ -1,0 +1,814 @@
+"""The PAY-10 backfill engine: legacy invoices and payments onto the allocation model, online.
+
+Used by `manage.py pay10_backfill`, by the data migration `payments 0003_pay10_backfill` (which
+passes its historical `apps`, so nothing here imports live models) and, one row at a time, by every
+service about to write to a not-yet-migrated invoice or payment (`invoice_migrate_if_needed`,
+`payment_migrate_if_needed`). All three go through the same batch code: `_invoices_migrate` and
+`_detached_payments_migrate` plan with `payments.domain.backfill` and write set-based.
+
+How a run goes:
+- one runner at a time (`backfill_lock`: a PostgreSQL advisory lock, or a file lock on SQLite);
+- an upper bound on invoice and payment ids is fixed when a run starts (`BackfillRun`);
+- pass 1, keyset batches over invoice id: each batch is ONE transaction that locks its invoices
+  (`FOR UPDATE`, ascending id), then their payments, skips whatever is already migrated, writes
+  every row of the batch and the run's cursor. A run killed anywhere leaves whole batches only; the
+  next run resumes the newest unfinished run of the same scope, and already migrated rows are
+  skipped either way, so no money row is ever written twice;
+- pass 2, keyset batches over legacy payments no invoice took (unlinked, linked to another tenant's
+  invoice, linked to an invoice beyond the bound);
+- the readers show a not-yet-migrated invoice with its legacy paid figure and a migrated one with
+  its allocations, which equal that figure exactly, so FIN-01 never moves.
+"""
+import fcntl
+import hashlib
+import os
+import tempfile
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from django.apps import apps as global_apps
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from payments.domain import backfill as plan_rules
+from payments.domain import status as engine
+from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
+
+BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
+BACKFILL_NEEDS_TRANSACTION = "migrate-if-needed runs inside the transaction of the write that needs it"
+REVERSE_REFUSED = (
+    "cannot reverse the PAY-10 backfill: money rows recorded after it use rows it created ({detail}); "
+    "resolve them first, nothing was changed"
+)
+
+ADVISORY_LOCK_KEY = zlib.crc32(b"pay10_backfill")
+DEFAULT_BATCH_SIZE = 1000
+AUDIT_ACTOR = "pay10-backfill"
+UNPAID = "UNPAID"  # summary bucket: every legacy status but PAID and PARTIALLY_PAID
+
+# Test hook: called as `crash_hook(stage, batch_number)` at "batch-start", "mid-batch" and
+# "batch-end" (after the cursor is written, before commit). Tests make it raise to simulate a kill.
+crash_hook: Callable[[str, int], None] | None = None
+
+
+class BackfillError(Exception):
+    """A refusal with a one-line message for the operator."""
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Models: from the live registry or a migration's historical one.
+
+
+class _Models:
+    def __init__(self, apps) -> None:
+        self.Tenant = apps.get_model("billing", "Tenant")
+        self.Invoice = apps.get_model("billing", "Invoice")
+        self.Payment = apps.get_model("payments", "Payment")
+        self.Allocation = apps.get_model("payments", "Allocation")
+        self.AllocationReversal = apps.get_model("payments", "AllocationReversal")
+        self.Credit = apps.get_model("payments", "Credit")
+        self.Refund = apps.get_model("payments", "Refund")
+        self.PaymentAuditLog = apps.get_model("payments", "PaymentAuditLog")
+        self.BackfillRun = apps.get_model("payments", "BackfillRun")
+        self.InvoiceMigration = apps.get_model("payments", "InvoiceMigration")
+        self.PaymentMigration = apps.get_model("payments", "PaymentMigration")
+        self.BackfillDeviation = apps.get_model("payments", "BackfillDeviation")
+
+    def legacy_payments(self, using: str):
+        """Legacy payment rows the backfill has not mapped yet (PAY-10 payments carry a verification status)."""
+        return self.Payment.objects.using(using).filter(verification_status__isnull=True).exclude(
+            Exists(self.PaymentMigration.objects.filter(payment_id=OuterRef("pk")))
+        )
+
+    def unmigrated_invoices(self, using: str):
+        return self.Invoice.objects.using(using).exclude(
+            Exists(self.InvoiceMigration.objects.filter(invoice_id=OuterRef("pk")))
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Single runner
+
+
+def _sqlite_lock_path(connection) -> Path:
+    """The lock file of one SQLite database: in the temp dir, named after the database file's
+    absolute path (an in-memory database lives in one process only, so its pid names it)."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.is_in_memory_db():
+        key = f"{name}:{os.getpid()}"
+    else:
+        key = str(Path(name).resolve())
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"pay10_backfill-{digest}.lock"
+
+
+@contextmanager
+def backfill_lock(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Hold the single-runner lock, or raise `BackfillError(BACKFILL_ALREADY_RUNNING)` at once."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+            acquired = cursor.fetchone()[0]
+        if not acquired:
+            raise BackfillError(BACKFILL_ALREADY_RUNNING)
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+        return
+    with open(_sqlite_lock_path(connection), "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackfillError(BACKFILL_ALREADY_RUNNING) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------------
+# One batch: lock, plan, write.
+
+
+@dataclass
+class BatchResult:
+    by_legacy_status: Counter = field(default_factory=Counter)
+    payments: int = 0
+    synthetic_payments: int = 0
+    allocations: int = 0
+    credits: int = 0
+    deviations: int = 0
+    statuses_changed: int = 0
+    migrated_payment_ids: set[int] = field(default_factory=set)
+    migrated_invoices: list[tuple[str, str]] = field(default_factory=list)  # (number, legacy status)
+
+    def add(self, other: "BatchResult") -> None:
+        self.by_legacy_status.update(other.by_legacy_status)
+        self.payments += other.payments
+        self.synthetic_payments += other.synthetic_payments
+        self.allocations += other.allocations
+        self.credits += other.credits
+        self.deviations += other.deviations
+        self.statuses_changed += other.statuses_changed
+        self.migrated_payment_ids |= other.migrated_payment_ids
+        self.migrated_invoices += other.migrated_invoices
+
+    def counts(self) -> dict[str, int]:
+        return {
+            engine.PAID: self.by_legacy_status[engine.PAID],
+            engine.PARTIALLY_PAID: self.by_legacy_status[engine.PARTIALLY_PAID],
+            UNPAID: sum(n for s, n in self.by_legacy_status.items() if s not in (engine.PAID, engine.PARTIALLY_PAID)),
+            "payments": self.payments,
+            "syntheticPayments": self.synthetic_payments,
+            "allocations": self.allocations,
+            "credits": self.credits,
+            "deviations": self.deviations,
+            "statusesChanged": self.statuses_changed,
+        }
+
+
+PAYMENT_FIELDS = ("id", "tenant_id", "invoice_id", "amount_cents", "currency", "method", "status", "received_at")
+INVOICE_FIELDS = (
+    "id", "tenant_id", "number", "currency", "status", "amount_cents", "amount_paid_cents",
+    "due_date", "issued_at", "paid_at", "created_at",
+)
+
+
+def _tenant_currencies(m: _Models, using: str, tenant_ids: Iterable[str]) -> dict[str, str]:
+    return dict(m.Tenant.objects.using(using).filter(pk__in=set(tenant_ids)).values_list("pk", "currency"))
+
+
+def _locked_payment_rows(m: _Models, using: str, queryset) -> list[dict]:
+    """Lock the payments (ascending id) and return those still unmapped, read after the lock."""
+    ids = list(queryset.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
+    if not ids:
+        return []
+    # Re-read after the lock: a concurrent writer may have migrated some while we waited.
+    return list(
+        m.legacy_payments(using)
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values(*PAYMENT_FIELDS, invoice_tenant_id=F("invoice__tenant_id"), invoice_number=F("invoice__number"))
+    )
+
+
+def _legacy_payment(row: dict, currencies: dict[str, str]) -> LegacyPayment:
+    return LegacyPayment(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        tenant_currency=currencies[row["tenant_id"]],
+        invoice_id=row["invoice_id"],
+        invoice_tenant_id=row["invoice_tenant_id"],
+        amount_cents=row["amount_cents"],
+        currency=row["currency"],
+        method=row["method"],
+        status=row["status"],
+        received_at=row["received_at"],
+        invoice_number=row["invoice_number"] or "",
+    )
+
+
+def _invoices_migrate(
+    m: _Models, *, using: str, invoice_ids: Iterable[int], run_id: int | None, today: date, batch_number: int = 0
+) -> BatchResult:
+    """Migrate these invoices (those not migrated yet) and their legacy payments of the same tenant.
+
+    Runs in the caller's transaction; locks invoices, then payments, ascending.
+    """
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return BatchResult()
+    list(m.Invoice.objects.using(using).select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    # Read after the lock, so an invoice migrated meanwhile by an online write is skipped.
+    rows = list(
+        m.unmigrated_invoices(using).filter(pk__in=ids).order_by("pk").values(*INVOICE_FIELDS, "updated_at")
+    )
+    if not rows:
+        return BatchResult()
+    invoices = {row["id"]: LegacyInvoice(**{name: row[name] for name in INVOICE_FIELDS}) for row in rows}
+    payment_rows = _locked_payment_rows(
+        m,
+        using,
+        m.legacy_payments(using).filter(invoice_id__in=list(invoices), tenant_id=F("invoice__tenant_id")),
+    )
+    currencies = _tenant_currencies(m, using, [row["tenant_id"] for row in payment_rows])
+    payments_by_invoice: dict[int, list[LegacyPayment]] = defaultdict(list)
+    for row in payment_rows:
+        payments_by_invoice[row["invoice_id"]].append(_legacy_payment(row, currencies))
+    plans = [
+        plan_rules.plan_invoice(invoice=invoice, payments=payments_by_invoice[invoice.id], today=today)
+        for invoice in invoices.values()
+    ]
+    updated_at = {row["id"]: row["updated_at"] for row in rows}
+    return _write(
+        m, using=using, invoice_plans=plans, payment_plans=[], run_id=run_id, legacy_updated_at=updated_at,
+        batch_number=batch_number,
+    )
+
+
+def _detached_payments_migrate(
+    m: _Models, *, using: str, payment_ids: Iterable[int], run_id: int | None, today: date, batch_number: int = 0
+) -> BatchResult:
+    """Migrate these legacy payments: those linked to an unmigrated invoice of their own tenant go
+    with that invoice (locked first); the rest are planned alone."""
+    ids = sorted(set(payment_ids))
+    result = BatchResult()
+    if not ids:
+        return result
+    with_own_invoice = (
+        m.legacy_payments(using)
+        .filter(pk__in=ids, tenant_id=F("invoice__tenant_id"))
+        .filter(Exists(m.unmigrated_invoices(using).filter(pk=OuterRef("invoice_id"))))
+        .values_list("invoice_id", flat=True)
+    )
+    result.add(
+        _invoices_migrate(
+            m, using=using, invoice_ids=set(with_own_invoice), run_id=run_id, today=today, batch_number=batch_number
+        )
+    )
+    payment_rows = _locked_payment_rows(m, using, m.Payment.objects.using(using).filter(pk__in=ids))
+    if not payment_rows:
+        return result
+    currencies = _tenant_currencies(m, using, [row["tenant_id"] for row in payment_rows])
+    linked = {row["invoice_id"] for row in payment_rows if row["invoice_id"] is not None}
+    migrated_invoices = set(
+        m.InvoiceMigration.objects.using(using).filter(invoice_id__in=linked).values_list("invoice_id", flat=True)
+    )
+    plans = []
+    for row in payment_rows:
+        payment = _legacy_payment(row, currencies)
+        same_tenant_link = payment.invoice_id is not None and payment.invoice_tenant_id == payment.tenant_id
+        if same_tenant_link and payment.invoice_id not in migrated_invoices:
+            continue  # its invoice is locked by another writer's transaction; it takes the payment
+        plans.append(plan_rules.plan_detached_payment(payment=payment, invoice_migrated=same_tenant_link))
+    result.add(
+        _write(
+            m, using=using, invoice_plans=[], payment_plans=plans, run_id=run_id, legacy_updated_at={},
+            batch_number=batch_number,
+        )
+    )
+    return result
+
+
+def _hook(stage: str, batch_number: int) -> None:
+    if crash_hook is not None:
+        crash_hook(stage, batch_number)
+
+
+def _write(
+    m: _Models,
+    *,
+    using: str,
+    invoice_plans: list[InvoicePlan],
+    payment_plans: list[PaymentPlan],
+    run_id: int | None,
+    legacy_updated_at: dict,
+    batch_number: int,
+) -> BatchResult:
+    """Write the plans: a fixed handful of set-based statements whatever the batch size."""
+    now = timezone.now()
+    result = BatchResult()
+    all_payment_plans = [p for plan in invoice_plans for p in plan.payments] + payment_plans
+
+    synthetic_rows = [
+        m.Payment(
+            tenant_id=plan.synthetic.tenant_id,
+            invoice_id=plan.synthetic.invoice_id,
+            amount_cents=plan.synthetic.amount_cents,
+            currency=plan.synthetic.currency,
+            method=plan_rules.SYNTHETIC_METHOD,
+            reference=plan.synthetic.idempotency_key,
+            status=plan_rules.SUCCEEDED,
+            received_at=plan.synthetic.received_at,
+            created_at=now,
+            channel=plan_rules.SYNTHETIC_CHANNEL,
+            verification_status="VERIFIED",
+            idempotency_key=plan.synthetic.idempotency_key,
+        )
+        for plan in invoice_plans
+        if plan.synthetic is not None
+    ]
+    m.Payment.objects.using(using).bulk_create(synthetic_rows)
+    synthetic_ids = {row.invoice_id: row.pk for row in synthetic_rows}
+
+    mappings: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for plan in all_payment_plans:
+        mappings[(plan.channel, plan.verification_status)].append(plan.payment.id)
+    for (channel, verification_status), ids in mappings.items():
+        m.Payment.objects.using(using).filter(pk__in=ids).update(channel=channel, verification_status=verification_status)
+
+    allocation_rows = [
+        m.Allocation(
+            tenant_id=planned.tenant_id,
+            invoice_id=planned.invoice_id,
+            payment_id=planned.payment_id if planned.payment_id is not None else synthetic_ids[planned.invoice_id],
+            amount_cents=planned.amount_cents,
+            backfilled=True,
+            created_at=now,
+        )
+        for plan in invoice_plans
+        for planned in plan.allocations
+    ]
+    m.Allocation.objects.using(using).bulk_create(allocation_rows)
+
+    credit_rows = [
+        m.Credit(
+            tenant_id=plan.credit.tenant_id,
+            currency=plan.credit.currency,
+            amount_cents=plan.credit.amount_cents,
+            source_payment_id=plan.credit.source_payment_id,
+            reason=plan.credit.reason,
+            backfilled=True,
+            created_at=now,
+        )
+        for plan in all_payment_plans
+        if plan.credit is not None
+    ]
+    m.Credit.objects.using(using).bulk_create(credit_rows)
+    credit_by_payment = {row.source_payment_id: row for row in credit_rows}
+
+    m.InvoiceMigration.objects.using(using).bulk_create(
+        m.InvoiceMigration(
+            invoice_id=plan.invoice.id,
+            run_id=run_id,
+            legacy_status=plan.invoice.status,
+            legacy_amount_paid_cents=plan.invoice.amount_paid_cents,
+            legacy_paid_cents=plan.legacy_paid_cents,
+            legacy_updated_at=legacy_updated_at.get(plan.invoice.id),
+            migrated_at=now,
+        )
+        for plan in invoice_plans
+    )
+    m.PaymentMigration.objects.using(using).bulk_create(
+        m.PaymentMigration(payment_id=plan.payment.id, run_id=run_id, migrated_at=now) for plan in all_payment_plans
+    )
+    _hook("mid-batch", batch_number)
+
+    by_new_status: dict[str, list[int]] = defaultdict(list)
+    for plan in invoice_plans:
+        if plan.new_status != plan.invoice.status:
+            by_new_status[plan.new_status].append(plan.invoice.id)
+    for new_status, ids in by_new_status.items():
+        m.Invoice.objects.using(using).filter(pk__in=ids).update(status=new_status, updated_at=now)
+
+    deviations = [d for plan in invoice_plans for d in plan.deviations]
+    deviations += [d for plan in all_payment_plans for d in plan.deviations]
+    m.BackfillDeviation.objects.using(using).bulk_create(
+        m.BackfillDeviation(
+            run_id=run_id,
+            kind=d.kind,
+            tenant_id=d.tenant_id,
+            invoice_id=d.invoice_id,
+            invoice_number=d.invoice_number,
+            payment_id=synthetic_ids[d.invoice_id] if d.synthetic else d.payment_id,
+            legacy=d.legacy,
+            new=d.new,
+            detail=d.detail[:255],
+            created_at=now,
+        )
+        for d in deviations
+    )
+
+    allocations_by_invoice: dict[int, list] = defaultdict(list)
+    allocations_by_payment: dict[int, list] = defaultdict(list)
+    for row in allocation_rows:
+        allocations_by_invoice[row.invoice_id].append(row)
+        allocations_by_payment[row.payment_id].append(row)
+
+    def listed(rows) -> list[dict]:
+        return [{"allocationId": r.pk, "invoiceId": r.invoice_id, "paymentId": r.payment_id, "amountCents": r.amount_cents}
+                for r in rows]
+
+    audit_rows = []
+    for plan in invoice_plans:
+        invoice = plan.invoice
+        synthetic_id = synthetic_ids.get(invoice.id)
+        audit_rows.append(
+            m.PaymentAuditLog(
+                tenant_id=invoice.tenant_id,
+                actor_label=AUDIT_ACTOR,
+                event_type="INVOICE_BACKFILLED",
+                event_time=now,
+                invoice_id=invoice.id,
+                payment_id=synthetic_id,
+                amount_cents=plan.legacy_paid_cents,
+                before={"status": invoice.status, "amountPaidCents": invoice.amount_paid_cents},
+                after={
+                    "status": plan.new_status,
+                    "paidCents": plan.legacy_paid_cents,
+                    "allocations": listed(allocations_by_invoice[invoice.id]),
+                    "syntheticPaymentId": synthetic_id,
+                    "syntheticPaymentCents": plan.synthetic.amount_cents if plan.synthetic else 0,
+                },
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                backfilled=True,
+            )
+        )
+    for plan in all_payment_plans:
+        payment = plan.payment
+        credit = credit_by_payment.get(payment.id)
+        audit_rows.append(
+            m.PaymentAuditLog(
+                tenant_id=payment.tenant_id,
+                actor_label=AUDIT_ACTOR,
+                event_type="PAYMENT_BACKFILLED",
+                event_time=now,
+                invoice_id=payment.invoice_id,
+                payment_id=payment.id,
+                credit_id=credit.pk if credit else None,
+                amount_cents=payment.amount_cents,
+                before={"status": payment.status, "method": payment.method},
+                after={
+                    "channel": plan.channel,
+                    "verificationStatus": plan.verification_status,
+                    "allocations": listed(allocations_by_payment[payment.id]),
+                    "credit": {"creditId": credit.pk, "amountCents": credit.amount_cents, "reason": credit.reason}
+                    if credit
+                    else None,
+                },
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                backfilled=True,
+            )
+        )
+    m.PaymentAuditLog.objects.using(using).bulk_create(audit_rows)
+
+    for plan in invoice_plans:
+        result.by_legacy_status[plan.invoice.status] += 1
+        result.migrated_invoices.append((plan.invoice.number, plan.invoice.status))
+    result.payments = len(all_payment_plans)
+    result.migrated_payment_ids = {plan.payment.id for plan in all_payment_plans}
+    result.synthetic_payments = len(synthetic_rows)
+    result.allocations = len(allocation_rows)
+    result.credits = len(credit_rows)
+    result.deviations = len(deviations)
+    result.statuses_changed = sum(len(ids) for ids in by_new_status.values())
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Migrate on first write (called by the payment services inside their transaction)
+
+
+def _require_transaction(using: str) -> None:
+    if not connections[using].in_atomic_block:
+        raise RuntimeError(BACKFILL_NEEDS_TRANSACTION)
+
+
+def invoice_migrate_if_needed(*, invoice_id: int, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Lock the invoice and, if the backfill has not reached it, migrate it (with its legacy
+    payments of its tenant) now, by the batch rules. True if it migrated."""
+    _require_transaction(using)
+    result = _invoices_migrate(
+        _Models(global_apps), using=using, invoice_ids=[invoice_id], run_id=None, today=timezone.localdate()
+    )
+    return bool(result.migrated_invoices)
+
+
+def payment_migrate_if_needed(*, payment_id: int, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Lock the legacy payment and, if not mapped yet, migrate it now (first its invoice, when that
+    is an unmigrated invoice of its own tenant). True if it migrated."""
+    _require_transaction(using)
+    result = _detached_payments_migrate(
+        _Models(global_apps), using=using, payment_ids=[payment_id], run_id=None, today=timezone.localdate()
+    )
+    return payment_id in result.migrated_payment_ids
+
+
+# --------------------------------------------------------------------------------------------
+# A whole run
+
+
+class BackfillProgress:
+    """What a run tells its caller; the command prints it, the migration ignores it."""
+
+    def started(self, *, total_invoices: int, to_migrate: int) -> None:
+        pass
+
+    def invoice_migrated(self, *, number: str, legacy_status: str) -> None:
+        pass
+
+    def batch_done(self, *, phase: str, batch_number: int, done: int, total: int) -> None:
+        pass
+
+
+@dataclass
+class BackfillSummary:
+    total_invoices: int
+    counts: dict[str, int]
+    orphaned_allocations: int
+    run_id: int | None
+    resumed: bool
+    dry_run: bool
+
+    @property
+    def paid(self) -> int:
+        return self.counts.get(engine.PAID, 0)
+
+    @property
+    def partially_paid(self) -> int:
+        return self.counts.get(engine.PARTIALLY_PAID, 0)
+
+    @property
+    def unpaid(self) -> int:
+        return self.counts.get(UNPAID, 0)
+
+    @property
+    def total_processed(self) -> int:
+        return self.paid + self.partially_paid + self.unpaid
+
+
+def _merged(counts: dict, more: dict) -> dict:
+    merged = dict(counts)
+    for key, value in more.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def orphaned_allocations_count(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS, tenant_id: str | None = None) -> int:
+    """Allocations whose invoice or payment/credit is missing, or sits in another tenant or currency."""
+    return _orphaned_allocations(_Models(apps), using=using, tenant_id=tenant_id)
+
+
+def _orphaned_allocations(m: _Models, *, using: str, tenant_id: str | None) -> int:
+    allocations = m.Allocation.objects.using(using)
+    if tenant_id is not None:
+        allocations = allocations.filter(tenant_id=tenant_id)
+    invoice_ok = Exists(
+        m.Invoice.objects.filter(pk=OuterRef("invoice_id"), tenant_id=OuterRef("tenant_id"))
+    )
+    payment_ok = Exists(
+        m.Payment.objects.filter(
+            pk=OuterRef("payment_id"), tenant_id=OuterRef("tenant_id"), currency=OuterRef("invoice__currency")
+        )
+    )
+    credit_ok = Exists(
+        m.Credit.objects.filter(
+            pk=OuterRef("credit_id"), tenant_id=OuterRef("tenant_id"), currency=OuterRef("invoice__currency")
+        )
+    )
+    return allocations.exclude(invoice_ok & (payment_ok | credit_ok)).count()
+
+
+def _scoped(queryset, tenant_id: str | None):
+    return queryset if tenant_id is None else queryset.filter(tenant_id=tenant_id)
+
+
+def _max_id(queryset) -> int:
+    return queryset.aggregate(top=Max("pk"))["top"] or 0
+
+
+def backfill_run(
+    *,
+    apps=global_apps,
+    using: str = DEFAULT_DB_ALIAS,
+    tenant_id: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    today: date | None = None,
+    progress: BackfillProgress | None = None,
+) -> BackfillSummary:
+    """Run (or resume) the backfill for one tenant or all; see the module docstring."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    progress = progress or BackfillProgress()
+    today = today or timezone.localdate()
+    m = _Models(apps)
+    with backfill_lock(using=using):
+        if not dry_run:
+            return _run(m, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress)
+        summary = None
+        try:
+            with transaction.atomic(using=using):
+                summary = _run(m, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress)
+                raise _DryRunRollback
+        except _DryRunRollback:
+            pass
+        summary.dry_run = True
+        return summary
+
+
+def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, today: date,
+         progress: BackfillProgress) -> BackfillSummary:
+    invoices = _scoped(m.Invoice.objects.using(using), tenant_id)
+    total_invoices = invoices.count()
+    run = (
+        m.BackfillRun.objects.using(using)
+        .filter(tenant_id=tenant_id)
+        .exclude(state="COMPLETED")
+        .order_by("-pk")
+        .first()
+    )
+    resumed = run is not None
+    if run is None:
+        pending_invoices = _scoped(m.unmigrated_invoices(using), tenant_id).exists()
+        pending_payments = _scoped(m.legacy_payments(using), tenant_id).exists()
+        if not pending_invoices and not pending_payments:
+            progress.started(total_invoices=total_invoices, to_migrate=0)
+            return BackfillSummary(
+                total_invoices=total_invoices,
+                counts=BatchResult().counts(),
+                orphaned_allocations=_orphaned_allocations(m, using=using, tenant_id=tenant_id),
+                run_id=None,
+                resumed=False,
+                dry_run=False,
+            )
+        run = m.BackfillRun.objects.using(using).create(
+            tenant_id=tenant_id,
+            batch_size=batch_size,
+            upper_invoice_id=_max_id(invoices),
+            upper_payment_id=_max_id(_scoped(m.Payment.objects.using(using), tenant_id)),
+            counts=BatchResult().counts(),
+        )
+    todo_invoices = _scoped(m.unmigrated_invoices(using), tenant_id).filter(pk__lte=run.upper_invoice_id)
+    to_migrate = todo_invoices.filter(pk__gt=run.cursor_invoice_id).count()
+    progress.started(total_invoices=total_invoices, to_migrate=to_migrate)
+    done = 0
+    batch_number = 0
+    while True:
+        ids = list(todo_invoices.filter(pk__gt=run.cursor_invoice_id).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        batch_number += 1
+        with transaction.atomic(using=using):
+            _hook("batch-start", batch_number)
+            result = _invoices_migrate(
+                m, using=using, invoice_ids=ids, run_id=run.pk, today=today, batch_number=batch_number
+            )
+            run.cursor_invoice_id = ids[-1]
+            run.counts = _merged(run.counts, result.counts())
+            run.save(using=using, update_fields=["cursor_invoice_id", "counts"])
+            _hook("batch-end", batch_number)
+        for number, legacy_status in result.migrated_invoices:
+            progress.invoice_migrated(number=number, legacy_status=legacy_status)
+        done += len(ids)
+        progress.batch_done(phase="invoices", batch_number=batch_number, done=done, total=to_migrate)
+
+    todo_payments = _scoped(m.legacy_payments(using), tenant_id).filter(pk__lte=run.upper_payment_id)
+    payments_total = todo_payments.filter(pk__gt=run.cursor_payment_id).count()
+    done = 0
+    while True:
+        ids = list(todo_payments.filter(pk__gt=run.cursor_payment_id).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        batch_number += 1
+        with transaction.atomic(using=using):
+            _hook("batch-start", batch_number)
+            result = _detached_payments_migrate(
+                m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=batch_number
+            )
+            run.cursor_payment_id = ids[-1]
+            run.counts = _merged(run.counts, result.counts())
+            run.save(using=using, update_fields=["cursor_payment_id", "counts"])
+            _hook("batch-end", batch_number)
+        done += len(ids)
+        progress.batch_done(phase="payments", batch_number=batch_number, done=done, total=payments_total)
+
+    run.state = "COMPLETED"
+    run.finished_at = timezone.now()
+    run.save(using=using, update_fields=["state", "finished_at"])
+    return BackfillSummary(
+        total_invoices=total_invoices,
+        counts=dict(run.counts),
+        orphaned_allocations=_orphaned_allocations(m, using=using, tenant_id=tenant_id),
+        run_id=run.pk,
+        resumed=resumed,
+        dry_run=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reverse (the data migration's backwards step)
+
+
+def _synthetic_payments(m: _Models, using: str):
+    return m.Payment.objects.using(using).filter(
+        channel=plan_rules.SYNTHETIC_CHANNEL, idempotency_key__startswith=plan_rules.SYNTHETIC_KEY_PREFIX
+    )
+
+
+def backfill_reverse(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Remove exactly what the backfill created and restore each invoice's legacy status.
+
+    Refuses (`BackfillError(REVERSE_REFUSED)`), changing nothing, when money rows recorded since
+    reference rows the backfill created. One transaction.
+    """
+    m = _Models(apps)
+    with backfill_lock(using=using), transaction.atomic(using=using):
+        connection = connections[using]
+        synthetic = _synthetic_payments(m, using)
+        backfilled_credits = m.Credit.objects.using(using).filter(backfilled=True)
+        backfilled_allocations = m.Allocation.objects.using(using).filter(backfilled=True)
+        blockers = {
+            "allocations of backfill payments or credits": m.Allocation.objects.using(using)
+            .filter(backfilled=False)
+            .filter(Q(payment_id__in=synthetic.values("pk")) | Q(credit_id__in=backfilled_credits.values("pk"))),
+            "reversals of backfill allocations": m.AllocationReversal.objects.using(using).filter(
+                allocation_id__in=backfilled_allocations.values("pk")
+            ),
+            "refunds of backfill payments or credits": m.Refund.objects.using(using).filter(
+                Q(payment_id__in=synthetic.values("pk")) | Q(credit_id__in=backfilled_credits.values("pk"))
+            ),
+            "credits from backfill payments": m.Credit.objects.using(using)
+            .filter(backfilled=False)
+            .filter(source_payment_id__in=synthetic.values("pk")),
+        }
+        found = [f"{queryset.count()} {what}" for what, queryset in blockers.items() if queryset.exists()]
+        if found:
+            raise BackfillError(REVERSE_REFUSED.format(detail=", ".join(found)))
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # The append-only audit trigger lets rows go only with this set, in this transaction.
+                cursor.execute("SET LOCAL pay10.audit_purge = 'on'")
+        m.PaymentAuditLog.objects.using(using).filter(
+            backfilled=True, event_type__in=["INVOICE_BACKFILLED", "PAYMENT_BACKFILLED"]
+        ).delete()
+        m.BackfillDeviation.objects.using(using).all().delete()
+        backfilled_allocations.delete()
+        backfilled_credits.delete()
+        m.PaymentMigration.objects.using(using).filter(payment_id__in=synthetic.values("pk")).delete()
+        synthetic.delete()
+        legacy = m.InvoiceMigration.objects.using(using).filter(invoice_id=OuterRef("pk"))
+        m.Invoice.objects.using(using).filter(
+            pk__in=m.InvoiceMigration.objects.using(using).filter(legacy_updated_at__isnull=False).values("invoice_id")
+        ).update(updated_at=Subquery(legacy.values("legacy_updated_at")))
+        m.Invoice.objects.using(using).filter(pk__in=m.InvoiceMigration.objects.using(using).values("invoice_id")).update(
+            status=Subquery(legacy.values("legacy_status"))
+        )
+        m.Payment.objects.using(using).filter(
+            pk__in=m.PaymentMigration.objects.using(using).values("payment_id")
+        ).update(channel=None, verification_status=None)
+        m.PaymentMigration.objects.using(using).all().delete()
+        m.InvoiceMigration.objects.using(using).all().delete()
+        m.BackfillRun.objects.using(using).all().delete()
+
+
+def backfill_deviations_report() -> list[dict]:
+    """Every deviation recorded so far (all runs, all tenants), one machine-readable record each (`--report`)."""
+    deviations = _Models(global_apps).BackfillDeviation.objects.order_by("pk")
+    fields = ("kind", "tenant_id", "invoice_number", "invoice_id", "payment_id", "legacy", "new", "detail")
+    return [
+        {
+            "kind": row["kind"],
+            "tenant": row["tenant_id"],
+            "invoiceNumber": row["invoice_number"],
+            "invoiceId": row["invoice_id"],
+            "paymentId": row["payment_id"],
+            "legacy": row["legacy"],
+            "new": row["new"],
+            "detail": row["detail"],
+        }
+        for row in deviations.values(*fields).iterator(chunk_size=5000)
+    ]

@@ -1,0 +1,65 @@
+"""`pay10_seed_legacy`: deterministic legacy data with every status and anomaly, appended safely."""
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from billing.models import Invoice, Tenant
+from payments.models import Payment
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(*args) -> str:
+    out = StringIO()
+    call_command("pay10_seed_legacy", *args, stdout=out)
+    return out.getvalue()
+
+
+def invoice_rows(tenant_id: str) -> list[tuple]:
+    return list(
+        Invoice.objects.filter(tenant_id=tenant_id).order_by("number").values_list(
+            "number", "amount_cents", "currency", "status", "amount_paid_cents", "issued_at", "due_date", "paid_at"
+        )
+    )
+
+
+def test_seed_covers_every_status_and_anomaly():
+    output = seed("--tenant", "rcme-dev", "--invoices", "400", "--seed", "1")
+    assert "Seeded 400 invoices (INV-00000001..INV-00000400)" in output
+
+    tenant = Tenant.objects.get(pk="rcme-dev")
+    invoices = Invoice.objects.filter(tenant=tenant)
+    payments = Payment.objects.filter(tenant=tenant)
+    assert set(invoices.values_list("status", flat=True)) == {"DRAFT", "ISSUED", "PARTIALLY_PAID", "PAID", "OVERDUE", "VOID"}
+    assert set(payments.values_list("status", flat=True)) == {"SUCCEEDED", "PENDING", "FAILED", "REFUNDED"}
+    assert {" Card ", "bank-transfer", "Mobile_Money", "check", ""} <= set(payments.values_list("method", flat=True))
+    assert invoices.filter(status="PAID", legacy_payments__isnull=True).exists()  # shortfall
+    assert invoices.filter(status="PARTIALLY_PAID", amount_paid_cents=0).exists()
+    assert invoices.filter(status="VOID", legacy_payments__status="SUCCEEDED").exists()
+    assert invoices.filter(status="DRAFT", legacy_payments__status="SUCCEEDED").exists()
+    assert invoices.filter(amount_cents=0).exists()
+    assert payments.filter(invoice__isnull=True).exists()
+    assert payments.exclude(invoice__tenant=tenant).filter(invoice__isnull=False).exists()  # cross-tenant
+    assert Payment.objects.filter(tenant_id="rcme-dev-other", invoice__tenant=tenant).exists()
+    assert payments.exclude(currency=tenant.currency).exists()
+    assert Payment.objects.filter(channel__isnull=False).count() == 0  # legacy rows only
+
+
+def test_seed_is_deterministic_and_appends_after_existing_numbers():
+    seed("--tenant", "alpha", "--invoices", "40", "--seed", "5")
+    first = invoice_rows("alpha")
+    Payment.objects.all().delete()
+    Invoice.objects.all().delete()
+    seed("--tenant", "alpha", "--invoices", "40", "--seed", "5")
+    assert invoice_rows("alpha") == first
+
+    output = seed("--tenant", "alpha", "--invoices", "10", "--seed", "5")
+    assert "INV-00000041..INV-00000050" in output
+    assert Invoice.objects.filter(tenant_id="alpha").count() == 50
+
+
+def test_seed_refuses_a_non_positive_count():
+    with pytest.raises(CommandError, match="--invoices must be at least 1"):
+        seed("--tenant", "alpha", "--invoices", "0")

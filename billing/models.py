@@ -67,6 +67,8 @@ class Invoice(models.Model):
                 condition=Q(status__in=InvoiceStatus.values), name="%(app_label)s_%(class)s_status_valid"
             ),
         ]
+        # PAY-10 (billing 0003, reversed with payments 0002): FIN-02 pages a tenant's ids on it.
+        indexes = [models.Index(fields=["tenant", "id"], name="billing_invoice_tenant_page")]
 
     def __str__(self) -> str:
         return f"{self.tenant_id}/{self.number}"

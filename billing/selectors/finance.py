@@ -1,7 +1,8 @@
 """FIN-01 (finance summary) and FIN-02 (a tenant's invoice page): the documents the finance API
 serves and `pay10_baseline` records, with the API's camelCase keys.
 
-Both read `payments.selectors.balances.invoices_with_balances`, so an invoice the backfill has not
+Both read the invoice figures of `payments.selectors.balances` (`invoices_with_balances_grouped`,
+the set-based shape of `invoices_with_balances`, same values), so an invoice the backfill has not
 reached yet counts with its legacy paid figure and every status shown is the engine's verdict for
 today, never a stale stored one. Totals are therefore identical before, during and after the
 backfill.
@@ -12,18 +13,26 @@ Which date each figure follows (docs/api.md repeats this):
 - pending verification follows the payment's `received_at`;
 - unapplied credit is what credits hold now, whatever the period.
 Figures are per currency and never add two currencies together.
+
+Cost at scale (bench/reads_probe.py): FIN-01 reads every invoice of the period, so it uses the
+set-based shape `invoices_with_balances_grouped` (one GROUP BY per invoice, hash joins) and adds the
+per-invoice rows up by currency, status and aging bucket in the database. FIN-02 pages the ids first
+(an index-only scan of `billing_invoice_tenant_page` = (tenant_id, id), from the nearer end) and
+computes the figures only for those rows; with a status filter, today's status must be computed for
+every invoice of the tenant, so it filters the set-based rows and counts them in the same pass.
 """
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Case, Count, Q, Sum, Value, When
+from django.db import connections
+from django.db.models import Case, Count, Q, QuerySet, Sum, Value, When, Window
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
-from payments.selectors.balances import credits_with_balances, invoices_with_balances
+from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
 from payments.selectors.schema import pay10_schema_installed
 
 
@@ -109,6 +118,37 @@ def _empty_currency_summary() -> dict:
     }
 
 
+def _invoice_totals(invoices: QuerySet) -> list[dict]:
+    """Invoice count, amount and paid per (currency, today's status, aging bucket), added up in the database.
+
+    The per-invoice figures come from a GROUP BY per invoice, and SQL cannot group that result again
+    in the same SELECT, so it is wrapped as a derived table; the inner SQL is Django's own, so every
+    figure keeps its one definition.
+    """
+    columns = ("currency", "status_today", "aging_bucket")
+    inner_sql, params = invoices.values(*columns, "amount_cents", "paid_cents").order_by().query.sql_with_params()
+    connection = connections[invoices.db]
+    quoted = {name: connection.ops.quote_name(name) for name in (*columns, "amount_cents", "paid_cents")}
+    keys = ", ".join(quoted[name] for name in columns)
+    sql = (
+        f"SELECT {keys}, COUNT(*), SUM({quoted['amount_cents']}), SUM({quoted['paid_cents']}) "
+        f"FROM ({inner_sql}) invoice_balances GROUP BY {keys}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            {
+                "currency": currency,
+                "status_today": status,
+                "aging_bucket": bucket,
+                "invoice_count": int(count),
+                "amount": int(amount),
+                "paid": int(paid),
+            }
+            for currency, status, bucket, count, amount, paid in cursor.fetchall()
+        ]
+
+
 def finance_summary(
     *,
     tenant: Tenant | None,
@@ -126,19 +166,12 @@ def finance_summary(
         return summary.setdefault(currency, _empty_currency_summary())
 
     invoices = (
-        invoices_with_balances(tenant=tenant, today=today)
+        invoices_with_balances_grouped(tenant=tenant, today=today)
         .alias(issue_time=Coalesce("issued_at", "created_at"))
         .filter(_time_filter("issue_time", date_range))
         .annotate(aging_bucket=_aging_bucket_expression(today))
-        .values("currency", "status_today", "aging_bucket")
-        .annotate(
-            invoice_count=Count("id"),
-            amount=Sum("amount_cents"),
-            paid=Sum("paid_cents"),
-        )
-        .order_by()
     )
-    for row in invoices:
+    for row in _invoice_totals(invoices):
         figures = currency_summary(row["currency"])
         status = row["status_today"]
         by_status = figures["byStatus"][status]
@@ -166,10 +199,9 @@ def finance_summary(
         currency_summary(row["currency"])["pendingVerificationCents"] += row["total"]
 
     if pay10_schema_installed():
-        credits = credits_with_balances(tenant=tenant).values("currency").annotate(total=Sum("remaining_cents"))
-        for row in credits.order_by():
-            if row["total"]:
-                currency_summary(row["currency"])["unappliedCreditCents"] += row["total"]
+        for currency, total in unapplied_credit_by_currency(tenant=tenant).items():
+            if total:
+                currency_summary(currency)["unappliedCreditCents"] += total
 
     return {
         "period": period,
@@ -185,15 +217,41 @@ def invoice_page(*, tenant: Tenant, page: int, page_size: int, status: str | Non
     """FIN-02: one page of a tenant's invoices, newest first, with paid/pending/balance and today's status."""
     if page < 1 or not 1 <= page_size <= FIN02_MAX_PAGE_SIZE:
         raise ValueError("page must be >= 1 and page_size within 1..200")
-    invoices = invoices_with_balances(tenant=tenant, today=today)
-    if status is not None:
-        invoices = invoices.filter(status_today=status)
-    count = Invoice.objects.filter(tenant=tenant).count() if status is None else invoices.count()
     offset = (page - 1) * page_size
-    rows = invoices.order_by("-id").values(
+    fields = (
         "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
         "currency", "issued_at", "due_date", "paid_at",
-    )[offset: offset + page_size]
+    )
+    tenant_invoices = Invoice.objects.filter(tenant=tenant)
+    if status is None:
+        # Count on the (tenant_id, id) index, page the ids on it from the nearer end (a deep page
+        # skips at most half the tenant's entries), then compute the figures for those rows only.
+        count = tenant_invoices.count()
+        rows_left = count - offset
+        if rows_left <= 0:
+            rows = []
+        else:
+            if offset * 2 <= count:
+                page_ids = tenant_invoices.order_by("-id").values("id")[offset: offset + page_size]
+            else:
+                page_ids = tenant_invoices.order_by("id").values("id")[max(rows_left - page_size, 0): rows_left]
+            # The set-based shape again: over 50 rows it is nested index probes, and it compiles to far
+            # less SQL than the per-row shape (whose subqueries repeat inside every figure).
+            invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(pk__in=page_ids)
+            rows = list(invoices.order_by("-id").values(*fields))
+    else:
+        # Today's status needs every invoice's money: the set-based shape, filtered on the verdict,
+        # with the number of matches counted in the same pass (a window over the filtered rows).
+        invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(status_today=status)
+        rows = list(
+            invoices.annotate(matching=Window(Count("*")))
+            .order_by("-id")
+            .values(*fields, "matching")[offset: offset + page_size]
+        )
+        if rows:
+            count = rows[0]["matching"]
+        else:
+            count = invoices.count() if offset else 0
     return {
         "count": count,
         "page": page,

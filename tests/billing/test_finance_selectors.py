@@ -147,3 +147,138 @@ def test_invoice_page_refuses_out_of_range_paging(tenant, page, page_size):
 
 def test_aging_buckets_are_the_five_of_the_spec():
     assert AGING_BUCKETS == ("current", "1-30", "31-60", "61-90", "90+")
+
+
+def _reference_summary(tenant) -> dict:
+    """FIN-01 ALL_TIME figures added up in Python from the per-row shape of the invoice figures."""
+    from payments.selectors.balances import invoices_with_balances
+
+    by_status: dict[str, dict] = {}
+    collected = outstanding = 0
+    for row in invoices_with_balances(tenant=tenant).values("status_today", "amount_cents", "paid_cents"):
+        figures = by_status.setdefault(row["status_today"], {"count": 0, "amountCents": 0})
+        figures["count"] += 1
+        figures["amountCents"] += row["amount_cents"]
+        if row["status_today"] not in ("DRAFT", "VOID"):
+            collected += row["paid_cents"]
+            outstanding += row["amount_cents"] - row["paid_cents"]
+    return {"byStatus": by_status, "collectedCents": collected, "outstandingCents": outstanding}
+
+
+@pytest.mark.fin01
+def test_finance_summary_adds_up_exactly_the_per_invoice_figures(tenant):
+    from tests.payments.test_balances import mixed_book
+
+    mixed_book(tenant)
+    mixed_book(TenantFactory(currency="USD"))
+    usd = finance_summary(tenant=tenant, period=Period.ALL_TIME)["currencies"]["USD"]
+    expected = _reference_summary(tenant)
+    assert {status: figures for status, figures in usd["byStatus"].items() if figures["count"]} == expected["byStatus"]
+    assert usd["collectedCents"] == expected["collectedCents"]
+    assert usd["outstandingCents"] == expected["outstandingCents"]
+    assert sum(usd["aging"].values()) == usd["outstandingCents"]
+
+
+@pytest.mark.fin01
+def test_finance_summary_of_all_tenants_is_the_sum_of_each_tenant(tenant):
+    from tests.payments.test_balances import mixed_book
+
+    other = TenantFactory(currency="USD")
+    mixed_book(tenant)
+    mixed_book(other)
+    each = [finance_summary(tenant=one, period=Period.ALL_TIME)["currencies"]["USD"] for one in (tenant, other)]
+    both = finance_summary(tenant=None, period=Period.ALL_TIME)["currencies"]["USD"]
+    for name in ("invoicedCents", "collectedCents", "outstandingCents", "overdueCents", "pendingVerificationCents"):
+        assert both[name] == each[0][name] + each[1][name]
+    assert both["aging"] == {bucket: each[0]["aging"][bucket] + each[1]["aging"][bucket] for bucket in AGING_BUCKETS}
+
+
+@pytest.mark.fin02
+@pytest.mark.parametrize("status", ["PAID", "PARTIALLY_PAID", "ISSUED", "OVERDUE", "DRAFT", "VOID"])
+def test_invoice_page_status_filter_is_todays_verdict_of_every_invoice(tenant, status):
+    from payments.selectors.balances import invoices_with_balances
+    from tests.payments.test_balances import mixed_book
+
+    mixed_book(tenant)
+    mixed_book(TenantFactory(currency="USD"))
+    expected = [
+        row["id"]
+        for row in invoices_with_balances(tenant=tenant).order_by("-id").values("id", "status_today")
+        if row["status_today"] == status
+    ]
+    page = invoice_page(tenant=tenant, page=1, page_size=200, status=status)
+    assert [row["id"] for row in page["results"]] == expected
+    assert page["count"] == len(expected) > 0
+    assert {row["status"] for row in page["results"]} == {status}
+
+
+@pytest.mark.fin02
+def test_invoice_page_rows_carry_the_same_figures_as_the_per_row_shape(tenant):
+    from payments.selectors.balances import invoices_with_balances
+    from tests.payments.test_balances import mixed_book
+
+    mixed_book(tenant)
+    expected = {
+        row["id"]: (row["status_today"], row["paid_cents"], row["pending_cents"], row["balance_cents"])
+        for row in invoices_with_balances(tenant=tenant).values(
+            "id", "status_today", "paid_cents", "pending_cents", "balance_cents"
+        )
+    }
+    for status in (None, "OVERDUE"):
+        for number in (1, 2, 3):
+            page = invoice_page(tenant=tenant, page=number, page_size=5, status=status)
+            for row in page["results"]:
+                figures = (row["status"], row["paidCents"], row["pendingCents"], row["balanceCents"])
+                assert figures == expected[row["id"]]
+
+
+@pytest.mark.fin02
+@pytest.mark.parametrize("status", [None, "OVERDUE"])
+def test_invoice_page_count_is_exact_on_full_last_and_past_the_end_pages(tenant, status):
+    for _ in range(5):
+        InvoiceFactory(tenant=tenant, due_date=TODAY - timedelta(days=2))
+    InvoiceFactory(due_date=TODAY - timedelta(days=2))  # another tenant's
+    pages = [
+        invoice_page(tenant=tenant, page=number, page_size=2, status=status, today=TODAY) for number in (1, 2, 3, 4)
+    ]
+    assert [page["count"] for page in pages] == [5, 5, 5, 5]
+    assert [len(page["results"]) for page in pages] == [2, 2, 1, 0]
+    ids = [row["id"] for page in pages for row in page["results"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 5
+
+
+@pytest.mark.fin02
+def test_invoice_page_costs_the_same_few_queries_on_any_page(tenant, django_assert_num_queries):
+    from payments.selectors.schema import pay10_schema_installed
+
+    pay10_schema_installed()  # answered once per process
+    for _ in range(7):
+        InvoiceFactory(tenant=tenant, due_date=TODAY - timedelta(days=2))
+    for number in (1, 3, 4):  # newest end, oldest end (paged from that end), last short page
+        with django_assert_num_queries(2):  # the count on the index, then the page's rows
+            assert invoice_page(tenant=tenant, page=number, page_size=2, today=TODAY)["count"] == 7
+    for number in (1, 4):  # a status filter counts in the same pass as the page
+        with django_assert_num_queries(1):
+            assert invoice_page(tenant=tenant, page=number, page_size=2, status="OVERDUE", today=TODAY)["count"] == 7
+    with django_assert_num_queries(2):  # past the end there is no row to carry the count
+        assert invoice_page(tenant=tenant, page=5, page_size=2, status="OVERDUE", today=TODAY)["count"] == 7
+
+
+@pytest.mark.fin02
+@pytest.mark.parametrize("invoices", [6, 7])
+def test_invoice_page_from_either_end_lists_every_invoice_once_newest_first(tenant, invoices):
+    created = [InvoiceFactory(tenant=tenant).pk for _ in range(invoices)]
+    InvoiceFactory()  # another tenant's, between none of them but in the same table
+    pages = [invoice_page(tenant=tenant, page=number, page_size=2) for number in range(1, 6)]
+    assert [row["id"] for page in pages for row in page["results"]] == sorted(created, reverse=True)
+    assert [len(page["results"]) for page in pages] == [2, 2, 2, invoices - 6, 0]
+
+
+def test_invoices_have_the_tenant_page_index(db):
+    """FIN-02 pages a tenant's ids on (tenant_id, id) (billing 0003, reversed with payments 0002)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "billing_invoice")
+    assert constraints["billing_invoice_tenant_page"]["columns"] == ["tenant_id", "id"]
+    assert constraints["billing_invoice_tenant_page"]["index"] is True

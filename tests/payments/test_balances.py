@@ -8,12 +8,19 @@ from payments.selectors.balances import (
     credits_with_balances,
     invoice_balance,
     invoices_with_balances,
+    invoices_with_balances_grouped,
     payment_balance,
     payments_with_balances,
     tenant_credit_balance,
 )
 from tests.billing.factories import InvoiceFactory, TenantFactory
-from tests.payments.factories import AllocationFactory, CreditFactory, MigratedInvoiceFactory, PaymentFactory
+from tests.payments.factories import (
+    AllocationFactory,
+    CreditFactory,
+    LegacyPaymentFactory,
+    MigratedInvoiceFactory,
+    PaymentFactory,
+)
 
 pytestmark = [pytest.mark.pay10_balance, pytest.mark.django_db]
 
@@ -106,3 +113,127 @@ def test_lists_are_tenant_scoped():
     PaymentFactory(tenant=theirs)
     assert {i.tenant_id for i in invoices_with_balances(tenant=mine)} == {mine.pk}
     assert not payments_with_balances(tenant=mine).exists()
+
+
+# The set-based shape (`invoices_with_balances_grouped`) must say exactly what the per-row shape says.
+
+GROUPED_FIELDS = (
+    "is_migrated", "paid_cents", "pending_cents", "balance_cents", "outstanding_cents", "status_today",
+)
+
+
+def mixed_book(tenant):
+    """Invoices of every kind the readers meet: several allocations each (verified, pending,
+    rejected, reversed, from a credit), explicit statuses, and not-yet-migrated legacy rows."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    busy = MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000, due_date=today - timedelta(days=3))
+    AllocationFactory(invoice=busy, amount_cents=1_000)
+    AllocationFactory(invoice=busy, amount_cents=1_500)
+    for verification, amount in ((VerificationStatus.PENDING, 2_000), (VerificationStatus.REJECTED, 700)):
+        payment = PaymentFactory(tenant=tenant, verification_status=verification, amount_cents=amount)
+        AllocationFactory(invoice=busy, payment=payment, amount_cents=amount)
+    AllocationReversal.objects.create(allocation=AllocationFactory(invoice=busy, amount_cents=900), reason="test")
+    credit = CreditFactory(tenant=tenant, amount_cents=2_000)
+    AllocationFactory(invoice=busy, payment=None, credit=credit, amount_cents=600)
+
+    paid = MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000)
+    AllocationFactory(invoice=paid, amount_cents=1_000)
+    AllocationFactory(invoice=paid, amount_cents=2_000)
+    pending_only = MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000, due_date=today + timedelta(days=3))
+    pending = PaymentFactory(tenant=tenant, verification_status=VerificationStatus.PENDING, amount_cents=3_000)
+    AllocationFactory(invoice=pending_only, payment=pending, amount_cents=3_000)
+    MigratedInvoiceFactory(tenant=tenant, amount_cents=4_000, due_date=today - timedelta(days=1))
+    voided = MigratedInvoiceFactory(tenant=tenant, status="VOID", amount_cents=5_000)
+    AllocationFactory(invoice=voided, amount_cents=500)
+    MigratedInvoiceFactory(tenant=tenant, status="DRAFT", amount_cents=800)
+    MigratedInvoiceFactory(tenant=tenant, amount_cents=0)
+
+    for status, amount_paid, due in (
+        ("PAID", 0, today),
+        ("PARTIALLY_PAID", 12_345, today),
+        ("PARTIALLY_PAID", 2_000, today - timedelta(days=40)),
+        ("ISSUED", 1_000, today + timedelta(days=10)),
+        ("OVERDUE", 0, today - timedelta(days=100)),
+        ("DRAFT", 10_000, None),
+        ("VOID", 10_000, None),
+    ):
+        InvoiceFactory(tenant=tenant, status=status, amount_cents=10_000, amount_paid_cents=amount_paid, due_date=due)
+
+
+def _figures(queryset) -> dict:
+    return {row["id"]: row for row in queryset.values("id", *GROUPED_FIELDS)}
+
+
+@pytest.mark.parametrize("scoped", [True, False])
+def test_grouped_shape_gives_the_same_figures_as_the_per_row_shape(scoped):
+    tenant, other = TenantFactory(), TenantFactory(currency="KES")
+    mixed_book(tenant)
+    mixed_book(other)
+    scope = tenant if scoped else None
+    grouped = _figures(invoices_with_balances_grouped(tenant=scope))
+    assert grouped == _figures(invoices_with_balances(tenant=scope))
+    assert len(grouped) == (14 if scoped else 28)
+    # The book covers every status and both shapes of invoice, so the comparison means something.
+    assert {row["status_today"] for row in grouped.values()} == {
+        "PAID", "PARTIALLY_PAID", "ISSUED", "OVERDUE", "DRAFT", "VOID"
+    }
+    assert {row["is_migrated"] for row in grouped.values()} == {True, False}
+
+
+def test_grouped_shape_does_not_repeat_sums_over_several_allocations():
+    invoice = MigratedInvoiceFactory(amount_cents=10_000)
+    for amount in (100, 200, 300):
+        AllocationFactory(invoice=invoice, amount_cents=amount)
+    pending = PaymentFactory(tenant=invoice.tenant, verification_status=VerificationStatus.PENDING, amount_cents=50)
+    AllocationFactory(invoice=invoice, payment=pending, amount_cents=50)
+    row = invoices_with_balances_grouped().get(pk=invoice.pk)
+    assert (row.paid_cents, row.pending_cents, row.balance_cents) == (600, 50, 9_350)
+
+
+def test_grouped_shape_filters_on_todays_status_in_one_query(django_assert_num_queries):
+    pay10_schema_installed()
+    tenant = TenantFactory()
+    mixed_book(tenant)
+    with django_assert_num_queries(1):
+        overdue = list(
+            invoices_with_balances_grouped(tenant=tenant).filter(status_today="OVERDUE").values_list("pk", flat=True)
+        )
+    per_row = _figures(invoices_with_balances(tenant=tenant))
+    expected = [pk for pk, row in per_row.items() if row["status_today"] == "OVERDUE"]
+    assert sorted(overdue) == sorted(expected) and len(expected) == 4
+
+
+@pytest.mark.parametrize("scoped", [True, False])
+def test_unapplied_credit_by_currency_is_the_sum_of_every_credits_remaining(scoped):
+    from payments.selectors.balances import unapplied_credit_by_currency
+
+    tenant, other = TenantFactory(currency="KES"), TenantFactory(currency="USD")
+    for owner in (tenant, other):
+        kept = CreditFactory(tenant=owner, amount_cents=5_000)
+        AllocationFactory(invoice=MigratedInvoiceFactory(tenant=owner), payment=None, credit=kept, amount_cents=1_200)
+        undone = AllocationFactory(
+            invoice=MigratedInvoiceFactory(tenant=owner), payment=None, credit=kept, amount_cents=300
+        )
+        AllocationReversal.objects.create(allocation=undone, reason="test")
+        Refund.objects.create(tenant=owner, payment=PaymentFactory(tenant=owner), credit=kept, amount_cents=400)
+        source = PaymentFactory(tenant=owner, amount_cents=9_000)
+        CreditFactory(tenant=owner, source_payment=source, amount_cents=700)
+        rejected = PaymentFactory(tenant=owner, verification_status=VerificationStatus.REJECTED, amount_cents=9_000)
+        void_credit = CreditFactory(tenant=owner, source_payment=rejected, amount_cents=2_000)
+        AllocationFactory(
+            invoice=MigratedInvoiceFactory(tenant=owner), payment=None, credit=void_credit, amount_cents=500
+        )
+        Refund.objects.create(tenant=owner, payment=rejected, credit=void_credit, amount_cents=100)
+        legacy_source = LegacyPaymentFactory(tenant=owner, amount_cents=9_000)  # not mapped yet: status NULL
+        CreditFactory(tenant=owner, source_payment=legacy_source, amount_cents=900)
+    scope = tenant if scoped else None
+    expected: dict[str, int] = {}
+    for credit in credits_with_balances(tenant=scope):
+        expected[credit.currency] = expected.get(credit.currency, 0) + credit.remaining_cents
+    assert unapplied_credit_by_currency(tenant=scope) == expected
+    assert expected["KES"] == 5_000 - 1_200 - 400 + 700 + 900
+    assert set(expected) == ({"KES"} if scoped else {"KES", "USD"})

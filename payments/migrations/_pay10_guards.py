@@ -13,20 +13,25 @@ write or a bug cannot commit
   another tenant or currency than its source payment (invariant 4).
 
 How, set-based (a bulk write of N rows costs a few grouped queries, not N rounds of queries):
-- statement-level AFTER triggers with transition tables note the ids a statement touched in the
-  session's temporary table `pay10_guard_touched` (kind, id): an allocation its invoice, payment
-  or credit; a credit itself and its source payment; a refund its credit, or its payment when it
-  refunds unallocated money; an UPDATE of a payment's amount, verification status, tenant or
-  currency that payment and the invoices it is allocated to ('P'); an UPDATE of an invoice's amount,
-  tenant or currency that invoice. An UPDATE changing none of those columns notes nothing;
+- statement-level AFTER triggers with transition tables note, as one array per kind, the ids a
+  statement touched in the session's temporary table `pay10_guard_touched` (kind, ids): an
+  allocation its invoice, payment or credit; a credit itself and its source payment; a refund its
+  credit, or its payment when it refunds unallocated money; an UPDATE of a payment's amount,
+  verification status, tenant or currency that payment and, at check time, every invoice it is
+  allocated to ('P'); an UPDATE of an invoice's amount, tenant or currency that invoice. An UPDATE
+  changing none of those columns notes nothing;
 - the first such statement of a transaction also inserts the transaction's row into
   `pay10_guard_pending`, whose DEFERRABLE INITIALLY DEFERRED constraint trigger fires once, at
-  COMMIT (or at `SET CONSTRAINTS ALL IMMEDIATE`): one grouped query per invariant over everything
-  noted, then the notes and the pending row are removed (a later write arms it again).
+  COMMIT (or at `SET CONSTRAINTS ALL IMMEDIATE`): one grouped query per kind (invoices, payments,
+  credits) checks the amount bound and invariant 4 of everything noted, then the notes and the
+  pending row are removed (a later write arms it again).
 The checks stay deferred on purpose: a bulk writer (the backfill) and tests that build broken
 ledgers on purpose may pass through intermediate states; only the final state must be valid, as
 with the row-level constraint triggers these replace. A rolled-back savepoint takes its notes and
-its pending row with it.
+its pending row with it. As before, the check reads committed rows at commit: concurrent writers
+of the same invoice, payment or credit serialise by the services' row locks (lock order in
+`payments/services/locking.py`), not by the guard. Writing money rows needs the database's TEMP
+privilege (PostgreSQL grants it to PUBLIC by default) for the session's notes table.
 
 Plain (immediate) triggers keep history: an allocation's money columns are never updated and
 allocations, reversals and audit rows are never deleted (except an orphaned allocation, whose
@@ -42,8 +47,8 @@ SQLite has no such triggers: there the services' row checks are the only guard.
 PURGE_ALLOWED = "coalesce(current_setting('pay10.audit_purge', true), '') = 'on'"
 
 TOUCHED = "pg_temp.pay10_guard_touched"
-# Above this many noted ids the commit-time check ANALYZEs them first (hash joins over index probes).
-ANALYZE_FROM = 5000
+# Above this many noted ids the commit-time check TRUNCATEs its notes rather than DELETE them.
+TRUNCATE_FROM = 5000
 CHECK_WORK_MEM = "64MB"
 
 GUARD_TABLE = """
@@ -56,7 +61,7 @@ FUNCTIONS = f"""
 CREATE OR REPLACE FUNCTION pay10_guard_prepare() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF to_regclass('{TOUCHED}') IS NULL THEN
-        CREATE TEMPORARY TABLE pay10_guard_touched (kind "char" NOT NULL, id bigint NOT NULL);
+        CREATE TEMPORARY TABLE pay10_guard_touched (kind "char" NOT NULL, ids bigint[] NOT NULL);
     END IF;
 END;
 $$;
@@ -71,6 +76,9 @@ $$;
 CREATE OR REPLACE FUNCTION pay10_guard_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_noted bigint;
+    v_invoices bigint[];
+    v_payments bigint[];
+    v_credits bigint[];
     v_id bigint;
     v_used bigint;
     v_amount bigint;
@@ -78,15 +86,24 @@ DECLARE
     v_work_mem text;
 BEGIN
     IF to_regclass('{TOUCHED}') IS NOT NULL THEN
-        SELECT count(*) INTO v_noted FROM {TOUCHED};
-        IF v_noted > {ANALYZE_FROM} THEN
-            ANALYZE {TOUCHED};  -- a bulk write: let the planner see how many ids of each kind
-        END IF;
+        SELECT coalesce(sum(cardinality(ids)), 0) INTO v_noted FROM {TOUCHED};
+        SELECT coalesce(array_agg(x.id), '{{}}') INTO v_payments
+        FROM {TOUCHED} t, unnest(t.ids) AS x(id) WHERE t.kind IN ('p', 'P');
+        SELECT coalesce(array_agg(x.id), '{{}}') INTO v_credits
+        FROM {TOUCHED} t, unnest(t.ids) AS x(id) WHERE t.kind = 'c';
+        -- A payment whose amount, status, tenant or currency changed: every invoice it is allocated to.
+        SELECT coalesce(array_agg(x.id), '{{}}') INTO v_invoices
+        FROM (
+            SELECT u.id FROM {TOUCHED} t, unnest(t.ids) AS u(id) WHERE t.kind = 'i'
+            UNION ALL
+            SELECT a.invoice_id FROM payments_allocation a
+            WHERE a.payment_id = ANY (ARRAY(SELECT u.id FROM {TOUCHED} t, unnest(t.ids) AS u(id) WHERE t.kind = 'P'))
+        ) x;
         -- Hash joins and aggregates over a bulk write's ids fit in memory (reset below).
         v_work_mem := current_setting('work_mem');
         PERFORM set_config('work_mem', '{CHECK_WORK_MEM}', true);
-        -- EXECUTE plans each check for this transaction's number of ids (hash joins for a bulk
-        -- write, index probes for a service's handful), where a cached plan would keep the first.
+        -- EXECUTE plans each check for this transaction's ids (hashed `= ANY` and hash joins for a
+        -- bulk write, index probes for a service's handful), where a cached plan would keep the first.
         -- One grouped pass per kind checks both the amount bound and invariant 4.
         EXECUTE $q$
             -- MATERIALIZED: planned for all rows (hash joins), not for a fast first row.
@@ -96,31 +113,30 @@ BEGIN
                            WHERE r.allocation_id IS NULL
                              AND (a.credit_id IS NOT NULL OR p.verification_status IS DISTINCT FROM 'REJECTED')), 0),
                        i.amount_cents,
-                       coalesce(bool_or(a.tenant_id <> i.tenant_id
-                                        OR coalesce(p.tenant_id, c.tenant_id) <> i.tenant_id
-                                        OR coalesce(p.currency, c.currency) <> i.currency), false)
+                       -- a reversed allocation is history: one that crossed (neutralised by
+                       -- pay10_cleanup_orphans) must not block the invoice's later allocations
+                       coalesce(bool_or(r.allocation_id IS NULL
+                                        AND (a.tenant_id <> i.tenant_id
+                                             OR coalesce(p.tenant_id, c.tenant_id) <> i.tenant_id
+                                             OR coalesce(p.currency, c.currency) <> i.currency)), false)
                 FROM payments_allocation a
                 JOIN billing_invoice i ON i.id = a.invoice_id
                 LEFT JOIN payments_payment p ON p.id = a.payment_id
                 LEFT JOIN payments_credit c ON c.id = a.credit_id
                 LEFT JOIN payments_allocationreversal r ON r.allocation_id = a.id
-                WHERE a.invoice_id IN (
-                    SELECT id FROM {TOUCHED} WHERE kind = 'i'
-                    UNION ALL
-                    SELECT b.invoice_id FROM payments_allocation b
-                    WHERE b.payment_id IN (SELECT id FROM {TOUCHED} WHERE kind = 'P')
-                )
+                WHERE a.invoice_id = ANY ($1)
                 GROUP BY i.id
                 HAVING coalesce(sum(a.amount_cents) FILTER (
                            WHERE r.allocation_id IS NULL
                              AND (a.credit_id IS NOT NULL OR p.verification_status IS DISTINCT FROM 'REJECTED')), 0)
                        > i.amount_cents
-                    OR bool_or(a.tenant_id <> i.tenant_id
-                               OR coalesce(p.tenant_id, c.tenant_id) <> i.tenant_id
-                               OR coalesce(p.currency, c.currency) <> i.currency)
+                    OR bool_or(r.allocation_id IS NULL
+                               AND (a.tenant_id <> i.tenant_id
+                                    OR coalesce(p.tenant_id, c.tenant_id) <> i.tenant_id
+                                    OR coalesce(p.currency, c.currency) <> i.currency))
             )
             SELECT * FROM violations ORDER BY 1 LIMIT 1
-        $q$ INTO v_id, v_used, v_amount, v_crosses;
+        $q$ INTO v_id, v_used, v_amount, v_crosses USING v_invoices;
         IF v_id IS NOT NULL AND v_used > v_amount THEN
             RAISE EXCEPTION 'PAY-10 invariant 3: invoice % over-applied (% cents applied, amount %)',
                 v_id, v_used, v_amount USING ERRCODE = 'check_violation';
@@ -142,15 +158,15 @@ BEGIN
                            NULL AS tenant_id, NULL AS currency
                     FROM payments_allocation a
                     LEFT JOIN payments_allocationreversal r ON r.allocation_id = a.id
-                    WHERE a.payment_id IN (SELECT id FROM {TOUCHED} WHERE kind IN ('p', 'P'))
+                    WHERE a.payment_id = ANY ($1)
                     UNION ALL
                     SELECT c.source_payment_id, c.amount_cents, c.tenant_id, c.currency
                     FROM payments_credit c
-                    WHERE c.source_payment_id IN (SELECT id FROM {TOUCHED} WHERE kind IN ('p', 'P'))
+                    WHERE c.source_payment_id = ANY ($1)
                     UNION ALL
                     SELECT f.payment_id, f.amount_cents, NULL, NULL
                     FROM payments_refund f
-                    WHERE f.credit_id IS NULL AND f.payment_id IN (SELECT id FROM {TOUCHED} WHERE kind IN ('p', 'P'))
+                    WHERE f.credit_id IS NULL AND f.payment_id = ANY ($1)
                 ) u
                 JOIN payments_payment p ON p.id = u.payment_id
                 GROUP BY p.id
@@ -158,7 +174,7 @@ BEGIN
                     OR bool_or(u.tenant_id <> p.tenant_id OR u.currency <> p.currency)
             )
             SELECT * FROM violations ORDER BY 1 LIMIT 1
-        $q$ INTO v_id, v_used, v_amount, v_crosses;
+        $q$ INTO v_id, v_used, v_amount, v_crosses USING v_payments;
         IF v_id IS NOT NULL AND v_used > v_amount THEN
             RAISE EXCEPTION 'PAY-10 invariant 1: payment % over-spent (% cents allocated, credited or refunded, amount %)',
                 v_id, v_used, v_amount USING ERRCODE = 'check_violation';
@@ -176,26 +192,29 @@ BEGIN
                     SELECT a.credit_id, CASE WHEN r.allocation_id IS NULL THEN a.amount_cents ELSE 0 END AS cents
                     FROM payments_allocation a
                     LEFT JOIN payments_allocationreversal r ON r.allocation_id = a.id
-                    WHERE a.credit_id IN (SELECT id FROM {TOUCHED} WHERE kind = 'c')
+                    WHERE a.credit_id = ANY ($1)
                     UNION ALL
                     SELECT f.credit_id, f.amount_cents
                     FROM payments_refund f
-                    WHERE f.credit_id IN (SELECT id FROM {TOUCHED} WHERE kind = 'c')
+                    WHERE f.credit_id = ANY ($1)
                 ) u
                 JOIN payments_credit c ON c.id = u.credit_id
                 GROUP BY c.id
                 HAVING sum(u.cents) > c.amount_cents
             )
             SELECT * FROM violations ORDER BY 1 LIMIT 1
-        $q$ INTO v_id, v_used, v_amount;
+        $q$ INTO v_id, v_used, v_amount USING v_credits;
         IF v_id IS NOT NULL THEN
             RAISE EXCEPTION 'PAY-10 invariant 2: credit % over-spent (% cents applied or refunded, amount %)',
                 v_id, v_used, v_amount USING ERRCODE = 'check_violation';
         END IF;
         PERFORM set_config('work_mem', v_work_mem, true);
 
-        -- TRUNCATE, not DELETE: the next transaction's planning sees an empty table, not dead pages.
-        TRUNCATE {TOUCHED};
+        IF v_noted > {TRUNCATE_FROM} THEN
+            TRUNCATE {TOUCHED};  -- later plans see an empty table, not a bulk write's dead pages
+        ELSE
+            DELETE FROM {TOUCHED};  -- a handful: cheaper than a new relfilenode per transaction
+        END IF;
     END IF;
     DELETE FROM pay10_guard_pending WHERE xact = NEW.xact;
     RETURN NULL;
@@ -205,10 +224,12 @@ $$;
 CREATE OR REPLACE FUNCTION pay10_allocation_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pay10_guard_prepare();
-    INSERT INTO {TOUCHED} (kind, id)
-        SELECT 'i', invoice_id FROM pay10_new
-        UNION ALL SELECT 'p', payment_id FROM pay10_new WHERE payment_id IS NOT NULL
-        UNION ALL SELECT 'c', credit_id FROM pay10_new WHERE credit_id IS NOT NULL;
+    INSERT INTO {TOUCHED} (kind, ids)
+        SELECT kind, ids FROM (
+            SELECT 'i'::"char", array_agg(invoice_id) FROM pay10_new
+            UNION ALL SELECT 'p', array_agg(payment_id) FROM pay10_new WHERE payment_id IS NOT NULL
+            UNION ALL SELECT 'c', array_agg(credit_id) FROM pay10_new WHERE credit_id IS NOT NULL
+        ) noted (kind, ids) WHERE ids IS NOT NULL;
     IF FOUND THEN
         PERFORM pay10_guard_arm();
     END IF;
@@ -219,9 +240,11 @@ $$;
 CREATE OR REPLACE FUNCTION pay10_credit_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pay10_guard_prepare();
-    INSERT INTO {TOUCHED} (kind, id)
-        SELECT 'c', id FROM pay10_new
-        UNION ALL SELECT 'p', source_payment_id FROM pay10_new WHERE source_payment_id IS NOT NULL;
+    INSERT INTO {TOUCHED} (kind, ids)
+        SELECT kind, ids FROM (
+            SELECT 'c'::"char", array_agg(id) FROM pay10_new
+            UNION ALL SELECT 'p', array_agg(source_payment_id) FROM pay10_new WHERE source_payment_id IS NOT NULL
+        ) noted (kind, ids) WHERE ids IS NOT NULL;
     IF FOUND THEN
         PERFORM pay10_guard_arm();
     END IF;
@@ -232,9 +255,11 @@ $$;
 CREATE OR REPLACE FUNCTION pay10_refund_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pay10_guard_prepare();
-    INSERT INTO {TOUCHED} (kind, id)
-        SELECT CASE WHEN credit_id IS NULL THEN 'p' ELSE 'c' END::"char", coalesce(credit_id, payment_id)
-        FROM pay10_new;
+    INSERT INTO {TOUCHED} (kind, ids)
+        SELECT kind, ids FROM (
+            SELECT 'c'::"char", array_agg(credit_id) FROM pay10_new WHERE credit_id IS NOT NULL
+            UNION ALL SELECT 'p', array_agg(payment_id) FROM pay10_new WHERE credit_id IS NULL
+        ) noted (kind, ids) WHERE ids IS NOT NULL;
     IF FOUND THEN
         PERFORM pay10_guard_arm();
     END IF;
@@ -251,8 +276,8 @@ BEGIN
               IS DISTINCT FROM (o.amount_cents, o.verification_status, o.tenant_id, o.currency)
     ) THEN
         PERFORM pay10_guard_prepare();
-        INSERT INTO {TOUCHED} (kind, id)
-            SELECT 'P', n.id FROM pay10_new n JOIN pay10_old o ON o.id = n.id
+        INSERT INTO {TOUCHED} (kind, ids)
+            SELECT 'P', array_agg(n.id) FROM pay10_new n JOIN pay10_old o ON o.id = n.id
             WHERE (n.amount_cents, n.verification_status, n.tenant_id, n.currency)
                   IS DISTINCT FROM (o.amount_cents, o.verification_status, o.tenant_id, o.currency);
         PERFORM pay10_guard_arm();
@@ -269,8 +294,8 @@ BEGIN
         WHERE (n.amount_cents, n.tenant_id, n.currency) IS DISTINCT FROM (o.amount_cents, o.tenant_id, o.currency)
     ) THEN
         PERFORM pay10_guard_prepare();
-        INSERT INTO {TOUCHED} (kind, id)
-            SELECT 'i', n.id FROM pay10_new n JOIN pay10_old o ON o.id = n.id
+        INSERT INTO {TOUCHED} (kind, ids)
+            SELECT 'i', array_agg(n.id) FROM pay10_new n JOIN pay10_old o ON o.id = n.id
             WHERE (n.amount_cents, n.tenant_id, n.currency) IS DISTINCT FROM (o.amount_cents, o.tenant_id, o.currency);
         PERFORM pay10_guard_arm();
     END IF;
@@ -427,7 +452,10 @@ FUNCTION_NAMES = (
     "pay10_reversal_keep_history()",
     "pay10_audit_append_only()",
     "pay10_allocation_is_orphan(bigint)",
-    # the first version's
+)
+
+# The first version's row-level functions, dropped if a database still has them.
+REPLACED_FUNCTION_NAMES = (
     "pay10_allocation_recheck()",
     "pay10_credit_recheck()",
     "pay10_refund_recheck()",
@@ -439,13 +467,19 @@ FUNCTION_NAMES = (
 )
 
 
+def _replaced_remove(schema_editor) -> None:
+    for name, table in REPLACED_TRIGGERS.items():
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+    for function in REPLACED_FUNCTION_NAMES:
+        schema_editor.execute(f"DROP FUNCTION IF EXISTS {function}")
+
+
 def guards_install(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
+    _replaced_remove(schema_editor)
     schema_editor.execute(GUARD_TABLE, params=None)
     schema_editor.execute(FUNCTIONS, params=None)
-    for name, table in REPLACED_TRIGGERS.items():
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
     for name, (table, definition) in TRIGGERS.items():
         schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
         schema_editor.execute(definition)
@@ -454,9 +488,8 @@ def guards_install(apps, schema_editor) -> None:
 def guards_remove(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
+    _replaced_remove(schema_editor)
     for name, (table, _definition) in TRIGGERS.items():
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-    for name, table in REPLACED_TRIGGERS.items():
         schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
     schema_editor.execute("DROP TABLE IF EXISTS pay10_guard_pending")
     for function in FUNCTION_NAMES:

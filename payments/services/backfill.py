@@ -21,6 +21,7 @@ How a run goes:
 """
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
 import zlib
@@ -33,7 +34,8 @@ from pathlib import Path
 
 from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from payments.domain import backfill as plan_rules
@@ -41,6 +43,10 @@ from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
 
 BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
+BACKFILL_SHARD_ALREADY_RUNNING = (
+    "shard {shard} of the PAY-10 backfill is already running on this database, or an unsharded run is"
+)
+BAD_SHARD = "a shard is i/K with 1 <= i <= K (e.g. 1/2), got {shard!r}"
 BACKFILL_NEEDS_TRANSACTION = "migrate-if-needed runs inside the transaction of the write that needs it"
 REVERSE_REFUSED = (
     "cannot reverse the PAY-10 backfill: money rows recorded after it use rows it created ({detail}); "
@@ -97,46 +103,119 @@ class _Models:
 
 
 # --------------------------------------------------------------------------------------------
-# Single runner
+# Single runner, or K shards
 
 
-def _sqlite_lock_path(connection) -> Path:
-    """The lock file of one SQLite database: in the temp dir, named after the database file's
-    absolute path (an in-memory database lives in one process only, so its pid names it)."""
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (1-based): invoices with `id % count == index - 1`, and legacy
+    payments whose owner id does: the owner is the invoice when the payment is linked to one of its
+    own tenant (so a shard never touches another shard's invoices), the payment itself otherwise."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise ValueError(BAD_SHARD.format(shard=f"{self.index}/{self.count}"))
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """`"i/K"` -> Shard(i, K); ValueError(BAD_SHARD) otherwise."""
+        index, slash, count = text.strip().partition("/")
+        if not slash or not index.isdigit() or not count.isdigit():
+            raise ValueError(BAD_SHARD.format(shard=text))
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(BAD_SHARD.format(shard=text)) from None
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def lock_key(self) -> int:
+        return zlib.crc32(f"pay10_backfill:{self.label}".encode())
+
+    def invoices(self, queryset):
+        return queryset.alias(pay10_shard=Mod("pk", Value(self.count))).filter(pay10_shard=self.index - 1)
+
+    def payments(self, queryset):
+        owner = Case(When(tenant_id=F("invoice__tenant_id"), then=F("invoice_id")), default=F("pk"))
+        return queryset.alias(pay10_shard=Mod(owner, Value(self.count))).filter(pay10_shard=self.index - 1)
+
+
+def _shard_invoices(queryset, shard: Shard | None):
+    return queryset if shard is None else shard.invoices(queryset)
+
+
+def _shard_payments(queryset, shard: Shard | None):
+    return queryset if shard is None else shard.payments(queryset)
+
+
+def _sqlite_lock_path(connection, *, shard: Shard | None = None) -> Path:
+    """The lock file of one SQLite database (and shard): in the temp dir, named after the database
+    file's absolute path (an in-memory database lives in one process only, so its pid names it)."""
     name = str(connection.settings_dict["NAME"])
     if connection.is_in_memory_db():
         key = f"{name}:{os.getpid()}"
     else:
         key = str(Path(name).resolve())
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return Path(tempfile.gettempdir()) / f"pay10_backfill-{digest}.lock"
+    suffix = f"-shard-{shard.index}-of-{shard.count}" if shard else ""
+    return Path(tempfile.gettempdir()) / f"pay10_backfill-{digest}{suffix}.lock"
 
 
 @contextmanager
-def backfill_lock(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Hold the single-runner lock, or raise `BackfillError(BACKFILL_ALREADY_RUNNING)` at once."""
+def backfill_lock(*, using: str = DEFAULT_DB_ALIAS, shard: Shard | None = None) -> Iterator[None]:
+    """Hold the runner lock, or raise `BackfillError` at once.
+
+    An unsharded run holds the backfill lock exclusively: it refuses while any run or shard runs. A
+    shard holds it shared (shards run together, an unsharded run refuses) plus its own shard lock
+    exclusively (two runs of the same shard refuse).
+    """
     connection = connections[using]
+    refused = BACKFILL_ALREADY_RUNNING if shard is None else BACKFILL_SHARD_ALREADY_RUNNING.format(shard=shard.label)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-            acquired = cursor.fetchone()[0]
-        if not acquired:
-            raise BackfillError(BACKFILL_ALREADY_RUNNING)
+        held: list[str] = []
         try:
+            with connection.cursor() as cursor:
+                if shard is None:
+                    steps = [("pg_try_advisory_lock", "pg_advisory_unlock", ADVISORY_LOCK_KEY)]
+                else:
+                    steps = [
+                        ("pg_try_advisory_lock_shared", "pg_advisory_unlock_shared", ADVISORY_LOCK_KEY),
+                        ("pg_try_advisory_lock", "pg_advisory_unlock", shard.lock_key),
+                    ]
+                for take, release, key in steps:
+                    cursor.execute(f"SELECT {take}(%s)", [key])
+                    if not cursor.fetchone()[0]:
+                        raise BackfillError(refused)
+                    held.append(f"SELECT {release}({key})")
             yield
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                for statement in reversed(held):
+                    cursor.execute(statement)
         return
-    with open(_sqlite_lock_path(connection), "a") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackfillError(BACKFILL_ALREADY_RUNNING) from None
-        try:
-            yield
-        finally:
+    locks = [(_sqlite_lock_path(connection), fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)]
+    if shard is not None:
+        locks.append((_sqlite_lock_path(connection, shard=shard), fcntl.LOCK_EX))
+    files = []
+    try:
+        for path, mode in locks:
+            lock_file = open(path, "a")
+            files.append(lock_file)
+            try:
+                fcntl.flock(lock_file, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BackfillError(refused) from None
+        yield
+    finally:
+        for lock_file in reversed(files):
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+            lock_file.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +397,26 @@ def _write(
     legacy_updated_at: dict,
     batch_number: int,
 ) -> BatchResult:
-    """Write the plans: a fixed handful of set-based statements whatever the batch size."""
+    """Write the plans: a fixed handful of set-based statements whatever the batch size (COPY on
+    PostgreSQL, bulk_create elsewhere; the same rows and values either way)."""
+    writer = _write_copy if connections[using].vendor == "postgresql" else _write_orm
+    return writer(
+        m, using=using, invoice_plans=invoice_plans, payment_plans=payment_plans, run_id=run_id,
+        legacy_updated_at=legacy_updated_at, batch_number=batch_number,
+    )
+
+
+def _write_orm(
+    m: _Models,
+    *,
+    using: str,
+    invoice_plans: list[InvoicePlan],
+    payment_plans: list[PaymentPlan],
+    run_id: int | None,
+    legacy_updated_at: dict,
+    batch_number: int,
+) -> BatchResult:
+    """`_write` with model instances and bulk_create (SQLite)."""
     now = timezone.now()
     result = BatchResult()
     all_payment_plans = [p for plan in invoice_plans for p in plan.payments] + payment_plans
@@ -498,6 +596,221 @@ def _write(
     return result
 
 
+def _tally(result: BatchResult, invoice_plans: list[InvoicePlan], all_payment_plans: list[PaymentPlan]) -> None:
+    for plan in invoice_plans:
+        result.by_legacy_status[plan.invoice.status] += 1
+        result.migrated_invoices.append((plan.invoice.number, plan.invoice.status))
+    result.payments = len(all_payment_plans)
+    result.migrated_payment_ids = {plan.payment.id for plan in all_payment_plans}
+
+
+def _next_ids(cursor, table: str, count: int) -> list[int]:
+    """`count` fresh ids from the table's identity sequence, ascending (one round trip)."""
+    if not count:
+        return []
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
+    )
+    return sorted(row[0] for row in cursor.fetchall())
+
+
+def _copy_rows(cursor, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+    """Stream rows into the table with COPY (text format: psycopg adapts each Python value)."""
+    statement = f"COPY {_quote(table)} ({', '.join(columns)}) FROM STDIN"
+    with cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _write_copy(
+    m: _Models,
+    *,
+    using: str,
+    invoice_plans: list[InvoicePlan],
+    payment_plans: list[PaymentPlan],
+    run_id: int | None,
+    legacy_updated_at: dict,
+    batch_number: int,
+) -> BatchResult:
+    """`_write` on PostgreSQL: the same rows and values, streamed with COPY.
+
+    Ids the batch refers to (synthetic payments, allocations, credits) are drawn from their
+    sequences first, in one statement each, so no model instance is built and no row is read back.
+    JSON columns get their text, built once per row.
+    """
+    now = timezone.now()
+    result = BatchResult()
+    all_payment_plans = [p for plan in invoice_plans for p in plan.payments] + payment_plans
+    payment_table = m.Payment._meta.db_table
+    allocation_table = m.Allocation._meta.db_table
+    credit_table = m.Credit._meta.db_table
+    dumps = json.dumps
+
+    synthetics = [plan.synthetic for plan in invoice_plans if plan.synthetic is not None]
+    planned_allocations = [planned for plan in invoice_plans for planned in plan.allocations]
+    planned_credits = [plan.credit for plan in all_payment_plans if plan.credit is not None]
+
+    with connections[using].cursor() as cursor:
+        synthetic_ids = dict(
+            zip((s.invoice_id for s in synthetics), _next_ids(cursor, payment_table, len(synthetics)))
+        )
+        allocation_ids = _next_ids(cursor, allocation_table, len(planned_allocations))
+        credit_ids = _next_ids(cursor, credit_table, len(planned_credits))
+
+        _copy_rows(
+            cursor, payment_table,
+            ("id", "tenant_id", "invoice_id", "amount_cents", "currency", "method", "reference", "status",
+             "received_at", "created_at", "channel", "verification_status", "idempotency_key"),
+            (
+                (synthetic_ids[s.invoice_id], s.tenant_id, s.invoice_id, s.amount_cents, s.currency,
+                 plan_rules.SYNTHETIC_METHOD, s.idempotency_key, plan_rules.SUCCEEDED, s.received_at, now,
+                 plan_rules.SYNTHETIC_CHANNEL, "VERIFIED", s.idempotency_key)
+                for s in synthetics
+            ),
+        )
+
+        mappings: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for plan in all_payment_plans:
+            mappings[(plan.channel, plan.verification_status)].append(plan.payment.id)
+        for (channel, verification_status), ids in mappings.items():
+            cursor.execute(
+                f"UPDATE {_quote(payment_table)} SET channel = %s, verification_status = %s "
+                "WHERE id = ANY(%s)",
+                [channel, verification_status, ids],
+            )
+
+        # (id, invoice_id, payment_id, amount_cents) of every allocation, for the rows and the audit.
+        allocations = [
+            (allocation_id, planned.invoice_id,
+             planned.payment_id if planned.payment_id is not None else synthetic_ids[planned.invoice_id],
+             planned.amount_cents, planned.tenant_id)
+            for allocation_id, planned in zip(allocation_ids, planned_allocations)
+        ]
+        _copy_rows(
+            cursor, allocation_table,
+            ("id", "invoice_id", "payment_id", "amount_cents", "tenant_id", "backfilled", "created_at"),
+            ((*row, True, now) for row in allocations),
+        )
+
+        credit_by_payment = {
+            credit.source_payment_id: (credit_id, credit) for credit_id, credit in zip(credit_ids, planned_credits)
+        }
+        _copy_rows(
+            cursor, credit_table,
+            ("id", "tenant_id", "currency", "amount_cents", "source_payment_id", "reason", "backfilled", "created_at"),
+            (
+                (credit_id, c.tenant_id, c.currency, c.amount_cents, c.source_payment_id, c.reason, True, now)
+                for credit_id, c in zip(credit_ids, planned_credits)
+            ),
+        )
+
+        _copy_rows(
+            cursor, m.InvoiceMigration._meta.db_table,
+            ("invoice_id", "run_id", "legacy_status", "legacy_amount_paid_cents", "legacy_paid_cents",
+             "legacy_updated_at", "migrated_at"),
+            (
+                (plan.invoice.id, run_id, plan.invoice.status, plan.invoice.amount_paid_cents, plan.legacy_paid_cents,
+                 legacy_updated_at.get(plan.invoice.id), now)
+                for plan in invoice_plans
+            ),
+        )
+        _copy_rows(
+            cursor, m.PaymentMigration._meta.db_table,
+            ("payment_id", "run_id", "migrated_at"),
+            ((plan.payment.id, run_id, now) for plan in all_payment_plans),
+        )
+        _hook("mid-batch", batch_number)
+
+        by_new_status: dict[str, list[int]] = defaultdict(list)
+        for plan in invoice_plans:
+            if plan.new_status != plan.invoice.status:
+                by_new_status[plan.new_status].append(plan.invoice.id)
+        for new_status, ids in by_new_status.items():
+            cursor.execute(
+                f"UPDATE {_quote(m.Invoice._meta.db_table)} SET status = %s, updated_at = %s "
+                "WHERE id = ANY(%s)",
+                [new_status, now, ids],
+            )
+
+        deviations = [d for plan in invoice_plans for d in plan.deviations]
+        deviations += [d for plan in all_payment_plans for d in plan.deviations]
+        _copy_rows(
+            cursor, m.BackfillDeviation._meta.db_table,
+            ("run_id", "kind", "tenant_id", "invoice_id", "invoice_number", "payment_id", "legacy", "new", "detail",
+             "created_at"),
+            (
+                (run_id, d.kind, d.tenant_id, d.invoice_id, d.invoice_number,
+                 synthetic_ids[d.invoice_id] if d.synthetic else d.payment_id, dumps(d.legacy), dumps(d.new),
+                 d.detail[:255], now)
+                for d in deviations
+            ),
+        )
+
+        allocations_by_invoice: dict[int, list[dict]] = defaultdict(list)
+        allocations_by_payment: dict[int, list[dict]] = defaultdict(list)
+        for allocation_id, invoice_id, payment_id, amount_cents, _tenant in allocations:
+            listed = {"allocationId": allocation_id, "invoiceId": invoice_id, "paymentId": payment_id,
+                      "amountCents": amount_cents}
+            allocations_by_invoice[invoice_id].append(listed)
+            allocations_by_payment[payment_id].append(listed)
+
+        def invoice_audit(plan: InvoicePlan) -> tuple:
+            invoice = plan.invoice
+            synthetic_id = synthetic_ids.get(invoice.id)
+            return (
+                invoice.tenant_id, AUDIT_ACTOR, "INVOICE_BACKFILLED", now, invoice.id, synthetic_id, None,
+                plan.legacy_paid_cents,
+                dumps({"status": invoice.status, "amountPaidCents": invoice.amount_paid_cents}),
+                dumps({
+                    "status": plan.new_status,
+                    "paidCents": plan.legacy_paid_cents,
+                    "allocations": allocations_by_invoice.get(invoice.id, []),
+                    "syntheticPaymentId": synthetic_id,
+                    "syntheticPaymentCents": plan.synthetic.amount_cents if plan.synthetic else 0,
+                }),
+                dumps({"runId": run_id, "deviations": [d.kind for d in plan.deviations]}),
+                True,
+            )
+
+        def payment_audit(plan: PaymentPlan) -> tuple:
+            payment = plan.payment
+            credit_id, credit = credit_by_payment.get(payment.id, (None, None))
+            return (
+                payment.tenant_id, AUDIT_ACTOR, "PAYMENT_BACKFILLED", now, payment.invoice_id, payment.id, credit_id,
+                payment.amount_cents,
+                dumps({"status": payment.status, "method": payment.method}),
+                dumps({
+                    "channel": plan.channel,
+                    "verificationStatus": plan.verification_status,
+                    "allocations": allocations_by_payment.get(payment.id, []),
+                    "credit": {"creditId": credit_id, "amountCents": credit.amount_cents, "reason": credit.reason}
+                    if credit
+                    else None,
+                }),
+                dumps({"runId": run_id, "deviations": [d.kind for d in plan.deviations]}),
+                True,
+            )
+
+        _copy_rows(
+            cursor, m.PaymentAuditLog._meta.db_table,
+            ("tenant_id", "actor_label", "event_type", "event_time", "invoice_id", "payment_id", "credit_id",
+             "amount_cents", "before", "after", "extra", "backfilled"),
+            [invoice_audit(plan) for plan in invoice_plans] + [payment_audit(plan) for plan in all_payment_plans],
+        )
+
+    _tally(result, invoice_plans, all_payment_plans)
+    result.synthetic_payments = len(synthetics)
+    result.allocations = len(allocations)
+    result.credits = len(planned_credits)
+    result.deviations = len(deviations)
+    result.statuses_changed = sum(len(ids) for ids in by_new_status.values())
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # Migrate on first write (called by the payment services inside their transaction)
 
@@ -619,20 +932,29 @@ def backfill_run(
     dry_run: bool = False,
     today: date | None = None,
     progress: BackfillProgress | None = None,
+    shard: Shard | None = None,
 ) -> BackfillSummary:
-    """Run (or resume) the backfill for one tenant or all; see the module docstring."""
+    """Run (or resume) the backfill for one tenant or all; see the module docstring.
+
+    With `shard`, only that shard's invoices (pass 1) and legacy payments (pass 2) are this run's:
+    K shards run at once, each with its own `BackfillRun` (its label in `counts["shard"]`) and lock,
+    each resumable on its own. Whatever a shard's batch touches it locks in the usual order, so
+    shards never write a row twice, even where their rows meet (a payment of another shard's invoice
+    goes with that invoice, whichever takes it first).
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     progress = progress or BackfillProgress()
     today = today or timezone.localdate()
     m = _Models(apps)
-    with backfill_lock(using=using):
+    options = dict(tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress, shard=shard)
+    with backfill_lock(using=using, shard=shard):
         if not dry_run:
-            return _run(m, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress)
+            return _run(m, using=using, **options)
         summary = None
         try:
             with transaction.atomic(using=using):
-                summary = _run(m, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress)
+                summary = _run(m, using=using, **options)
                 raise _DryRunRollback
         except _DryRunRollback:
             pass
@@ -640,21 +962,22 @@ def backfill_run(
         return summary
 
 
+def _unfinished_run(m: _Models, *, using: str, tenant_id: str | None, shard: Shard | None):
+    """The newest unfinished run of this scope (tenant and shard), or None."""
+    label = shard.label if shard else None
+    runs = m.BackfillRun.objects.using(using).filter(tenant_id=tenant_id).exclude(state="COMPLETED").order_by("-pk")
+    return next((run for run in runs if (run.counts or {}).get("shard") == label), None)
+
+
 def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, today: date,
-         progress: BackfillProgress) -> BackfillSummary:
+         progress: BackfillProgress, shard: Shard | None) -> BackfillSummary:
     invoices = _scoped(m.Invoice.objects.using(using), tenant_id)
     total_invoices = invoices.count()
-    run = (
-        m.BackfillRun.objects.using(using)
-        .filter(tenant_id=tenant_id)
-        .exclude(state="COMPLETED")
-        .order_by("-pk")
-        .first()
-    )
+    run = _unfinished_run(m, using=using, tenant_id=tenant_id, shard=shard)
     resumed = run is not None
     if run is None:
-        pending_invoices = _scoped(m.unmigrated_invoices(using), tenant_id).exists()
-        pending_payments = _scoped(m.legacy_payments(using), tenant_id).exists()
+        pending_invoices = _shard_invoices(_scoped(m.unmigrated_invoices(using), tenant_id), shard).exists()
+        pending_payments = _shard_payments(_scoped(m.legacy_payments(using), tenant_id), shard).exists()
         if not pending_invoices and not pending_payments:
             progress.started(total_invoices=total_invoices, to_migrate=0)
             return BackfillSummary(
@@ -670,9 +993,11 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
             batch_size=batch_size,
             upper_invoice_id=_max_id(invoices),
             upper_payment_id=_max_id(_scoped(m.Payment.objects.using(using), tenant_id)),
-            counts=BatchResult().counts(),
+            counts=BatchResult().counts() | ({"shard": shard.label} if shard else {}),
         )
-    todo_invoices = _scoped(m.unmigrated_invoices(using), tenant_id).filter(pk__lte=run.upper_invoice_id)
+    todo_invoices = _shard_invoices(
+        _scoped(m.unmigrated_invoices(using), tenant_id).filter(pk__lte=run.upper_invoice_id), shard
+    )
     to_migrate = todo_invoices.filter(pk__gt=run.cursor_invoice_id).count()
     progress.started(total_invoices=total_invoices, to_migrate=to_migrate)
     done = 0
@@ -696,7 +1021,9 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
         done += len(ids)
         progress.batch_done(phase="invoices", batch_number=batch_number, done=done, total=to_migrate)
 
-    todo_payments = _scoped(m.legacy_payments(using), tenant_id).filter(pk__lte=run.upper_payment_id)
+    todo_payments = _shard_payments(
+        _scoped(m.legacy_payments(using), tenant_id).filter(pk__lte=run.upper_payment_id), shard
+    )
     payments_total = todo_payments.filter(pk__gt=run.cursor_payment_id).count()
     done = 0
     while True:
@@ -721,7 +1048,7 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
     run.save(using=using, update_fields=["state", "finished_at"])
     return BackfillSummary(
         total_invoices=total_invoices,
-        counts=dict(run.counts),
+        counts={key: value for key, value in run.counts.items() if key != "shard"},
         orphaned_allocations=_orphaned_allocations(m, using=using, tenant_id=tenant_id),
         run_id=run.pk,
         resumed=resumed,

@@ -39,14 +39,17 @@ PAYMENT_COLUMNS = (
 )
 
 # (scenario, weight). Each names what the legacy row looks like; the backfill rules say what becomes of it.
+# About 79% of invoices come out PAID or PARTIALLY_PAID (issue 6: "1M invoices, about 800k paid or
+# part-paid"); the first invoices of every chunk go through every scenario once, so that any seed of
+# at least len(SCENARIOS) invoices holds every status and anomaly.
 SCENARIOS = (
-    ("paid_exact", 26),
+    ("paid_exact", 90),
     ("paid_no_payments", 4),          # shortfall: PAID, nothing recorded
     ("paid_short", 4),                # shortfall: PAID, payments short
     ("paid_overpaid", 4),             # overpayment -> credit
     ("paid_with_pending", 2),         # a PENDING payment beside the money
     ("paid_inconsistent_figure", 2),  # PAID with amount_paid_cents != amount
-    ("partial", 10),
+    ("partial", 25),
     ("partial_due_past", 4),          # becomes OVERDUE
     ("partial_zero_figure", 2),       # PARTIALLY_PAID with amount_paid 0
     ("partial_figure_over_amount", 2),  # PARTIALLY_PAID with amount_paid > amount
@@ -100,10 +103,11 @@ class _Generator:
         self.today = today
         self.rng = rng
 
-    def invoice(self, number: str) -> tuple[dict, list[dict]]:
-        """One legacy invoice row and its payment rows (without invoice_id yet)."""
+    def invoice(self, number: str, scenario: str | None = None) -> tuple[dict, list[dict]]:
+        """One legacy invoice row and its payment rows (without invoice_id yet); the scenario is
+        drawn by weight unless given."""
         rng = self.rng
-        scenario = rng.choices(_NAMES, _WEIGHTS)[0]
+        scenario = scenario or rng.choices(_NAMES, _WEIGHTS)[0]
         amount = 0 if scenario == "zero_amount" else rng.randrange(1, 5000) * 100 + rng.choice((0, 0, 50, 99))
         created = self.today - timedelta(days=rng.randrange(1, 400))
         issued = created + timedelta(days=rng.randrange(0, 3))
@@ -273,7 +277,10 @@ def _max_invoice_id(connection) -> int:
 def _invoices_insert(connection, generator: _Generator, first: int, count: int) -> tuple[list[int], int]:
     """Insert `count` invoices numbered from `first` and their payments; returns (ids, payments)."""
     before = _max_invoice_id(connection)
-    generated = [generator.invoice(f"{NUMBER_PREFIX}{n:08d}") for n in range(first, first + count)]
+    generated = [
+        generator.invoice(f"{NUMBER_PREFIX}{first + i:08d}", _NAMES[i] if i < len(_NAMES) else None)
+        for i in range(count)
+    ]
     _insert(connection, "billing_invoice", INVOICE_COLUMNS, (row for row, _ in generated))
     ids = dict(_fetch(
         connection,

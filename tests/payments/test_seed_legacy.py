@@ -63,3 +63,22 @@ def test_seed_is_deterministic_and_appends_after_existing_numbers():
 def test_seed_refuses_a_non_positive_count():
     with pytest.raises(CommandError, match="--invoices must be at least 1"):
         seed("--tenant", "alpha", "--invoices", "0")
+
+
+def test_about_four_in_five_invoices_are_paid_or_part_paid():
+    seed("--tenant", "rcme-dev", "--invoices", "1000", "--seed", "2")
+    invoices = Invoice.objects.filter(tenant_id="rcme-dev")
+    paid = invoices.filter(status__in=("PAID", "PARTIALLY_PAID")).count()
+    assert 0.72 <= paid / invoices.count() <= 0.86
+
+
+def test_the_smallest_seed_still_holds_every_anomaly():
+    from payments.services.legacy_seed import SCENARIOS
+
+    seed("--tenant", "tiny", "--invoices", str(len(SCENARIOS)), "--seed", "9")
+    invoices = Invoice.objects.filter(tenant_id="tiny")
+    assert set(invoices.values_list("status", flat=True)) == {"DRAFT", "ISSUED", "PARTIALLY_PAID", "PAID", "OVERDUE", "VOID"}
+    assert invoices.filter(status="PAID", legacy_payments__isnull=True).exists()
+    assert invoices.filter(status="VOID", legacy_payments__isnull=False).exists()
+    assert invoices.filter(status="DRAFT", legacy_payments__status="SUCCEEDED").exists()
+    assert Payment.objects.filter(tenant_id="tiny").exclude(currency=Tenant.objects.get(pk="tiny").currency).exists()

@@ -969,6 +969,35 @@ def _unfinished_run(m: _Models, *, using: str, tenant_id: str | None, shard: Sha
     return next((run for run in runs if (run.counts or {}).get("shard") == label), None)
 
 
+def _batches_run(
+    run, todo, *, cursor_field: str, phase: str, total: int, migrate: Callable[[list[int], int], "BatchResult"],
+    using: str, batch_size: int, progress: "BackfillProgress", first_batch: int,
+    after_commit: Callable[["BatchResult"], None] | None = None,
+) -> int:
+    """Keyset batches over `todo` from the run's cursor: each batch is one transaction that writes
+    its rows and moves the cursor, so a run killed anywhere resumes where the last commit left it.
+    Returns the number the next batch would have."""
+    batch_number = first_batch
+    done = 0
+    while True:
+        cursor = getattr(run, cursor_field)
+        ids = list(todo.filter(pk__gt=cursor).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return batch_number
+        with transaction.atomic(using=using):
+            _hook("batch-start", batch_number)
+            result = migrate(ids, batch_number)
+            setattr(run, cursor_field, ids[-1])
+            run.counts = _merged(run.counts, result.counts())
+            run.save(using=using, update_fields=[cursor_field, "counts"])
+            _hook("batch-end", batch_number)
+        if after_commit is not None:
+            after_commit(result)
+        done += len(ids)
+        progress.batch_done(phase=phase, batch_number=batch_number, done=done, total=total)
+        batch_number += 1
+
+
 def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, today: date,
          progress: BackfillProgress, shard: Shard | None) -> BackfillSummary:
     invoices = _scoped(m.Invoice.objects.using(using), tenant_id)
@@ -1000,48 +1029,29 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
     )
     to_migrate = todo_invoices.filter(pk__gt=run.cursor_invoice_id).count()
     progress.started(total_invoices=total_invoices, to_migrate=to_migrate)
-    done = 0
-    batch_number = 0
-    while True:
-        ids = list(todo_invoices.filter(pk__gt=run.cursor_invoice_id).order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            break
-        batch_number += 1
-        with transaction.atomic(using=using):
-            _hook("batch-start", batch_number)
-            result = _invoices_migrate(
-                m, using=using, invoice_ids=ids, run_id=run.pk, today=today, batch_number=batch_number
-            )
-            run.cursor_invoice_id = ids[-1]
-            run.counts = _merged(run.counts, result.counts())
-            run.save(using=using, update_fields=["cursor_invoice_id", "counts"])
-            _hook("batch-end", batch_number)
+
+    def invoices_migrated(result: BatchResult) -> None:
         for number, legacy_status in result.migrated_invoices:
             progress.invoice_migrated(number=number, legacy_status=legacy_status)
-        done += len(ids)
-        progress.batch_done(phase="invoices", batch_number=batch_number, done=done, total=to_migrate)
 
+    batch_number = _batches_run(
+        run, todo_invoices, cursor_field="cursor_invoice_id", phase="invoices", total=to_migrate,
+        migrate=lambda ids, number: _invoices_migrate(
+            m, using=using, invoice_ids=ids, run_id=run.pk, today=today, batch_number=number
+        ),
+        using=using, batch_size=batch_size, progress=progress, first_batch=1, after_commit=invoices_migrated,
+    )
     todo_payments = _shard_payments(
         _scoped(m.legacy_payments(using), tenant_id).filter(pk__lte=run.upper_payment_id), shard
     )
-    payments_total = todo_payments.filter(pk__gt=run.cursor_payment_id).count()
-    done = 0
-    while True:
-        ids = list(todo_payments.filter(pk__gt=run.cursor_payment_id).order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            break
-        batch_number += 1
-        with transaction.atomic(using=using):
-            _hook("batch-start", batch_number)
-            result = _detached_payments_migrate(
-                m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=batch_number
-            )
-            run.cursor_payment_id = ids[-1]
-            run.counts = _merged(run.counts, result.counts())
-            run.save(using=using, update_fields=["cursor_payment_id", "counts"])
-            _hook("batch-end", batch_number)
-        done += len(ids)
-        progress.batch_done(phase="payments", batch_number=batch_number, done=done, total=payments_total)
+    _batches_run(
+        run, todo_payments, cursor_field="cursor_payment_id", phase="payments",
+        total=todo_payments.filter(pk__gt=run.cursor_payment_id).count(),
+        migrate=lambda ids, number: _detached_payments_migrate(
+            m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=number
+        ),
+        using=using, batch_size=batch_size, progress=progress, first_batch=batch_number,
+    )
 
     run.state = "COMPLETED"
     run.finished_at = timezone.now()

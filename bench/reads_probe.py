@@ -1,0 +1,51 @@
+"""Latency of FIN-01 and FIN-02 through the Django test client (full request path, real auth).
+Invoked by bench/reads.py with DATABASE_URL pointing at a backfilled data set."""
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEBUG", "true")
+
+
+def main(tenant: str, repeat: int, deep_page: int) -> None:
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from billing.models import Invoice
+    from billing.services.api_tokens import api_token_create
+
+    _user, staff_token = api_token_create(username="bench-staff", staff=True)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {staff_token}")
+    # FIN-02 pages from the nearer end of the (tenant_id, id) index: the middle page is its worst case.
+    middle_page = max(Invoice.objects.filter(tenant_id=tenant).count() // 100, 1)
+    requests = {
+        "fin01_all_time": f"/api/billing/admin/finance/summary?period=ALL_TIME&tenant={tenant}",
+        "fin01_all_tenants": "/api/billing/admin/finance/summary?period=ALL_TIME",
+        "fin02_page_1": f"/api/billing/invoices/tenant?page=1&pageSize=50&tenant={tenant}",
+        "fin02_deep_page": f"/api/billing/invoices/tenant?page={deep_page}&pageSize=50&tenant={tenant}",
+        "fin02_middle_page": f"/api/billing/invoices/tenant?page={middle_page}&pageSize=50&tenant={tenant}",
+        "fin02_overdue_page_1": f"/api/billing/invoices/tenant?page=1&pageSize=50&status=OVERDUE&tenant={tenant}",
+    }
+    results = {}
+    for name, url in requests.items():
+        response = client.get(url)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}: {response.content[:300]!r}")
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            client.get(url)
+            samples.append(time.perf_counter() - started)
+        results[name] = {"median_ms": statistics.median(samples) * 1000, "max_ms": max(samples) * 1000, "url": url}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -111,6 +111,21 @@ def render() -> str:
                 target = READ_TARGETS.get(name)
                 met = "" if target is None else ("yes" if figures["median_ms"] <= target else "NO")
                 lines.append(f"| {run['database']} | `{figures['url']}` | {figures['median_ms']:.1f} | {target or ''} | {met} |")
+    measured = {run["size"] for run in runs}
+    missing = [size for size in (100_000, 300_000, 1_000_000) if size not in measured]
+    if missing:
+        lines += ["", "## Not measured in this run", ""]
+        lines += [f"- {size:,} invoices: `bench/backfill.py --invoices {size} --shards 1,2`" for size in missing]
+    lines += [
+        "",
+        "## Reading these figures",
+        "",
+        "- Every ratio compares figures taken in the same run, on copies of the same generated data set.",
+        "- The floor writes only the payments, allocations and credits; `pay10_backfill` also writes one audit",
+        "  row per changed invoice and payment, the per-invoice and per-payment migration markers, the",
+        "  deviations, and commits once per batch with its cursor (resumability) under the money guards.",
+        "- Wall times include starting Django (about 1–2 s) for `pay10_backfill` and `pay10_verify`.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -64,6 +64,7 @@ from payments.selectors.balances import (
     ZERO,
     credits_with_balances,
     invoices_with_balances,
+    invoices_with_balances_grouped,
 )
 
 MAX_EXAMPLES = 10
@@ -385,7 +386,11 @@ def check_no_orphans(*, tenant: Tenant | None = None) -> CheckResult:
 # Invariant 5 ------------------------------------------------------------------------------------
 def stale_invoice_statuses(*, tenant: Tenant | None = None, today: date | None = None) -> QuerySet[Invoice]:
     """Migrated invoices whose stored status is not the engine's verdict for `today`."""
-    return invoices_with_balances(tenant=tenant, today=today).filter(is_migrated=True).exclude(status=F("status_today"))
+    return (
+        invoices_with_balances_grouped(tenant=tenant, today=today)
+        .filter(is_migrated=True)
+        .exclude(status=F("status_today"))
+    )
 
 
 def check_stored_statuses(*, tenant: Tenant | None = None, today: date) -> CheckResult:

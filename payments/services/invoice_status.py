@@ -7,7 +7,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Invoice, Tenant
-from payments.selectors.balances import invoices_with_balances
+from payments.selectors.balances import invoices_with_balances, invoices_with_balances_grouped
 
 
 def invoice_statuses_refresh(
@@ -24,9 +24,12 @@ def invoice_statuses_refresh(
     unless `include_unmigrated`, which the backfill itself uses. Returns {invoice id: (old, new)}.
     """
     today = today or timezone.localdate()
-    queryset = invoices_with_balances(tenant=tenant, today=today)
     if invoice_ids is not None:
-        queryset = queryset.filter(pk__in=list(invoice_ids))
+        # A service's handful of invoices: per-row sums, cheapest for a few ids.
+        queryset = invoices_with_balances(tenant=tenant, today=today).filter(pk__in=list(invoice_ids))
+    else:
+        # A whole tenant or database (the daily refresh): one grouped pass.
+        queryset = invoices_with_balances_grouped(tenant=tenant, today=today)
     if not include_unmigrated:
         queryset = queryset.filter(is_migrated=True)
     stale = queryset.exclude(status=F("status_today")).values_list("pk", "status", "status_today")

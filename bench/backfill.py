@@ -150,7 +150,7 @@ def measure(size: int, *, tenant: str, naive_sample: int, batch_size: int, shard
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--invoices", type=int, required=True)
+    parser.add_argument("--invoices", required=True, help="a size, or several comma-separated (e.g. 100000,300000,1000000)")
     parser.add_argument("--tenant", default="rcme-dev")
     parser.add_argument("--naive-sample", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=5000)
@@ -158,14 +158,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the backfilled database for bench/reads.py")
     args = parser.parse_args()
     shards = [int(value) for value in args.shards.split(",")]
-    result = measure(
-        args.invoices, tenant=args.tenant, naive_sample=args.naive_sample, batch_size=args.batch_size,
-        shards=shards, keep=args.keep,
-    )
-    result["machine"] = common.machine()
-    path = common.save_results(f"backfill-{args.invoices}", result)
-    print(json.dumps({k: result[k] for k in ("size", "ratios")}, indent=2))
-    print(f"written {path}")
+    for size in (int(value) for value in args.invoices.split(",")):
+        result = measure(
+            size, tenant=args.tenant, naive_sample=args.naive_sample, batch_size=args.batch_size,
+            shards=shards, keep=args.keep,
+        )
+        result["machine"] = common.machine()
+        path = common.save_results(f"backfill-{size}", result)
+        print(json.dumps({k: result[k] for k in ("size", "ratios")}, indent=2))
+        print(f"written {path}")
 
 
 if __name__ == "__main__":

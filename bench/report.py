@@ -53,6 +53,8 @@ def _plot(runs: list[dict]) -> Path | None:
     memory_axis.set_ylabel("peak RSS (MB)")
     memory_axis.set_title("backfill peak memory")
     memory_axis.legend()
+    for axis in (time_axis, memory_axis):
+        axis.set_xticks(sizes, [f"{size // 1000:,}k" for size in sizes])
     fig.tight_layout()
     path = DOCS / "benchmarks.png"
     fig.savefig(path, dpi=100)

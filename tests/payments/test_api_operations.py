@@ -32,11 +32,6 @@ def client_for(*, username: str, tenant_id: str | None = None, staff: bool = Fal
 
 
 @pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
-
-
-@pytest.fixture
 def staff_client():
     return client_for(username="finance", staff=True)
 

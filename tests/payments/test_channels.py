@@ -41,3 +41,15 @@ def test_verification_status_for_maps_every_legacy_status(legacy, verification):
 def test_verification_status_for_rejects_an_unknown_status():
     with pytest.raises(ValueError, match="unknown legacy payment status"):
         verification_status_for("LOST")
+
+
+def test_the_pure_vocabulary_matches_the_models_choices():
+    """The domain layer spells channels and deviation kinds without importing the ORM; the
+    models' choices must say the same, or a plan could write a value the database refuses."""
+    from payments.domain import backfill, channels
+    from payments.models import BackfillDeviation, Channel
+
+    assert {channels.CARD, channels.BANK_TRANSFER, channels.CASH, channels.MOBILE_MONEY, channels.CHEQUE,
+            channels.OTHER, channels.LEGACY} == set(Channel.values)
+    kinds = {value for name, value in vars(backfill.Deviation).items() if name.isupper()}
+    assert kinds == set(BackfillDeviation.Kind.values)

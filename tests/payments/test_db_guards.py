@@ -34,11 +34,6 @@ INSERT_ALLOCATION = (
 )
 
 
-@pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
-
-
 def test_a_valid_allocation_commits(tenant):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=1_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=1_000)

@@ -2,7 +2,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from billing.models import InvoiceStatus
@@ -14,16 +13,6 @@ from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff():
-    return get_user_model().objects.create(username="finance", is_staff=True)
-
-
-@pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
 
 
 def test_allocate_applies_money_recomputes_status_and_audits_before_and_after(tenant, staff):

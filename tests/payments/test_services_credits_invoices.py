@@ -1,6 +1,5 @@
 """credit_issue, credit_apply, invoice_create, invoice_void."""
 import pytest
-from django.contrib.auth import get_user_model
 
 from billing.models import InvoiceStatus
 from payments.models import (
@@ -21,16 +20,6 @@ from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff():
-    return get_user_model().objects.create(username="finance", is_staff=True)
-
-
-@pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
 
 
 def test_credit_issue_takes_unallocated_money_of_a_verified_payment(tenant, staff):

@@ -2,7 +2,6 @@
 from datetime import datetime, timezone as dt_timezone
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from billing.models import InvoiceStatus
 from payments.models import (
@@ -34,16 +33,6 @@ from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
 pytestmark = pytest.mark.django_db
 
 CHANNEL_INVALID = errors.ERROR_CHANNEL_INVALID.format(choices="CARD, BANK_TRANSFER, CASH, MOBILE_MONEY, CHEQUE, OTHER")
-
-
-@pytest.fixture
-def staff():
-    return get_user_model().objects.create(username="finance", is_staff=True)
-
-
-@pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
 
 
 def record(tenant, staff, **overrides):

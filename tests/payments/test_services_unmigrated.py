@@ -1,6 +1,5 @@
 """A write to an invoice or payment the backfill has not reached yet migrates it first (SPEC.md)."""
 import pytest
-from django.contrib.auth import get_user_model
 
 from billing.models import InvoiceStatus
 from payments.models import Allocation, Credit, InvoiceMigration, PaymentMigration
@@ -9,20 +8,10 @@ from payments.services import errors
 from payments.services.allocations import allocation_create
 from payments.services.invoices import invoice_void
 from payments.services.payments import payment_refund
-from tests.billing.factories import InvoiceFactory, TenantFactory
+from tests.billing.factories import InvoiceFactory
 from tests.payments.factories import LegacyPaymentFactory, PaymentFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff():
-    return get_user_model().objects.create(username="finance", is_staff=True)
-
-
-@pytest.fixture
-def tenant():
-    return TenantFactory(id="acme", currency="KES")
 
 
 def test_allocating_to_an_unmigrated_invoice_migrates_it_first_and_respects_its_legacy_payments(tenant, staff):

@@ -85,6 +85,10 @@ TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
+# FIN-01/FIN-02 read the invoice figures PostgreSQL keeps (payments.selectors.figures) when true;
+# false makes them compute live from the allocations (same figures, slower at scale).
+PAY10_READ_MODEL = env.bool("PAY10_READ_MODEL", default=True)
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 

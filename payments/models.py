@@ -98,6 +98,15 @@ class Payment(models.Model):
                 name="%(app_label)s_%(class)s_idempotency_key_unique_per_tenant",
             ),
         ]
+        indexes = [
+            # FIN-01's pending verification: the few payments awaiting it, not the whole table
+            # (a legacy row counts by its legacy status until the backfill maps it).
+            models.Index(
+                fields=["tenant", "received_at"],
+                condition=Q(verification_status="PENDING") | Q(verification_status__isnull=True, status="PENDING"),
+                name="payments_payment_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"payment {self.id} ({self.amount_cents} {self.currency})"
@@ -331,3 +340,77 @@ class BackfillDeviation(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "kind"], name="payments_deviation_tenant_kind")]
+
+
+class FiguresState(models.TextChoices):
+    """What today's status of an invoice depends on besides its due date (the status engine's inputs).
+
+    `DRAFT` and `VOID` are explicit; otherwise `PAID` (paid >= amount), `PART` (0 < paid < amount)
+    or `UNPAID` (nothing paid). PART and UNPAID become OVERDUE once the due date has passed.
+    """
+
+    DRAFT = "DRAFT"
+    VOID = "VOID"
+    PAID = "PAID"
+    PART = "PART"
+    UNPAID = "UNPAID"
+
+
+NO_DUE_DAY = "9999-12-31"  # the rollup's key for "no due date" (a key column cannot be NULL)
+
+
+class InvoiceFigures(models.Model):
+    """One invoice's money as the readers see it (the figures of `invoices_with_balances`), kept by
+    PostgreSQL at the commit of every transaction that changes them (`_pay10_figures.py`).
+
+    A cache for FIN-01/FIN-02 at scale, never the truth: `pay10_verify` checks it against the
+    allocations and `pay10_rebuild_figures` rebuilds it. Days are UTC days.
+    """
+
+    invoice = models.OneToOneField(
+        "billing.Invoice", on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="figures"
+    )
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    currency = models.CharField(max_length=3)
+    state = models.CharField(max_length=8, choices=FiguresState.choices)
+    issue_day = models.DateField(help_text="UTC day of issued_at, else of created_at.")
+    due_date = models.DateField(null=True, blank=True)
+    amount_cents = models.BigIntegerField()
+    paid_cents = models.BigIntegerField()
+    pending_cents = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "state", "invoice"], name="payments_figures_tenant_state")]
+
+
+class InvoiceRollup(models.Model):
+    """`InvoiceFigures` added up per (tenant, currency, state, issue day, due day): what FIN-01 and
+    the FIN-02 counts read, a few thousand rows per tenant instead of millions of invoices. Kept by
+    deltas in the same commit-time step as the figures."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    currency = models.CharField(max_length=3)
+    state = models.CharField(max_length=8, choices=FiguresState.choices)
+    issue_day = models.DateField()
+    due_day = models.DateField(help_text=f"{NO_DUE_DAY} stands for no due date.")
+    invoice_count = models.BigIntegerField(default=0)
+    amount_cents = models.BigIntegerField(default=0)
+    paid_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "currency", "state", "issue_day", "due_day"], name="payments_rollup_key_unique"
+            ),
+        ]
+
+
+class InvoiceFiguresBuild(models.Model):
+    """Present while the figures are being built (`0005_invoice_figures_build`, `pay10_rebuild_figures`):
+    readers compute live until it is gone. Its cursor makes a killed build resumable."""
+
+    id = models.BigAutoField(primary_key=True)
+    upper_invoice_id = models.BigIntegerField(default=0, help_text="Highest invoice id when the build started.")
+    cursor_invoice_id = models.BigIntegerField(default=0, help_text="Every invoice up to this id is built.")
+    started_at = models.DateTimeField(default=timezone.now)

@@ -14,18 +14,20 @@ Which date each figure follows (docs/api.md repeats this):
 - unapplied credit is what credits hold now, whatever the period.
 Figures are per currency and never add two currencies together.
 
-Cost at scale (bench/reads_probe.py): FIN-01 reads every invoice of the period, so it uses the
-set-based shape `invoices_with_balances_grouped` (one GROUP BY per invoice, hash joins) and adds the
-per-invoice rows up by currency, status and aging bucket in the database. FIN-02 pages the ids first
-(an index-only scan of `billing_invoice_tenant_page` = (tenant_id, id), from the nearer end) and
-computes the figures only for those rows; with a status filter, today's status must be computed for
-every invoice of the tenant, so it filters the set-based rows and counts them in the same pass.
+Cost at scale (bench/, docs/benchmarks.md): on PostgreSQL both read the read model that the
+database keeps at every commit (`payments.selectors.figures`): FIN-01 adds up the rollup rows of the
+period (a few thousand per tenant, whatever the number of invoices) and FIN-02 takes its count from
+the rollup, pages the ids on the (tenant_id, id) index from the nearer end (or, with a status, on the
+figures' (tenant, state, invoice) index) and reads 50 figures rows. Without the read model (SQLite,
+a build in progress, `PAY10_READ_MODEL=false`) they compute live: FIN-01 through the set-based shape
+`invoices_with_balances_grouped`, FIN-02 computing the figures only for the page's rows, or, with a
+status filter, for every invoice of the tenant. Both ways give the same documents.
 """
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.db import connections
-from django.db.models import Case, Count, Q, QuerySet, Sum, Value, When, Window
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When, Window
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,6 +35,14 @@ from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
 from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
+from payments.selectors.figures import (
+    aging_bucket,
+    figures_ready,
+    rollup_rows,
+    status_of_state,
+    tenant_invoice_count,
+    tenant_invoice_ids,
+)
 from payments.selectors.schema import pay10_schema_installed
 
 
@@ -149,6 +159,30 @@ def _invoice_totals(invoices: QuerySet) -> list[dict]:
         ]
 
 
+def _invoice_totals_of_period(*, tenant: Tenant | None, date_range: DateRange, today: date) -> list[dict]:
+    """`_invoice_totals` of the invoices issued in the period: from the rollup when it is ready
+    (a few thousand rows), else computed live from every invoice."""
+    if not figures_ready():
+        invoices = (
+            invoices_with_balances_grouped(tenant=tenant, today=today)
+            .alias(issue_time=Coalesce("issued_at", "created_at"))
+            .filter(_time_filter("issue_time", date_range))
+            .annotate(aging_bucket=_aging_bucket_expression(today))
+        )
+        return _invoice_totals(invoices)
+    totals: dict[tuple, dict] = {}
+    for row in rollup_rows(tenant=tenant, first_day=date_range.first, last_day=date_range.last):
+        status = status_of_state(row["state"], row["due_day"], today)
+        key = (row["currency"], status, aging_bucket(row["due_day"], today))
+        total = totals.setdefault(
+            key, {"currency": key[0], "status_today": status, "aging_bucket": key[2], "invoice_count": 0, "amount": 0, "paid": 0}
+        )
+        total["invoice_count"] += row["invoice_count"]
+        total["amount"] += row["amount"]
+        total["paid"] += row["paid"]
+    return list(totals.values())
+
+
 def finance_summary(
     *,
     tenant: Tenant | None,
@@ -165,13 +199,7 @@ def finance_summary(
     def currency_summary(currency: str) -> dict:
         return summary.setdefault(currency, _empty_currency_summary())
 
-    invoices = (
-        invoices_with_balances_grouped(tenant=tenant, today=today)
-        .alias(issue_time=Coalesce("issued_at", "created_at"))
-        .filter(_time_filter("issue_time", date_range))
-        .annotate(aging_bucket=_aging_bucket_expression(today))
-    )
-    for row in _invoice_totals(invoices):
+    for row in _invoice_totals_of_period(tenant=tenant, date_range=date_range, today=today):
         figures = currency_summary(row["currency"])
         status = row["status_today"]
         by_status = figures["byStatus"][status]
@@ -218,40 +246,11 @@ def invoice_page(*, tenant: Tenant, page: int, page_size: int, status: str | Non
     if page < 1 or not 1 <= page_size <= FIN02_MAX_PAGE_SIZE:
         raise ValueError("page must be >= 1 and page_size within 1..200")
     offset = (page - 1) * page_size
-    fields = (
-        "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
-        "currency", "issued_at", "due_date", "paid_at",
-    )
-    tenant_invoices = Invoice.objects.filter(tenant=tenant)
-    if status is None:
-        # Count on the (tenant_id, id) index, page the ids on it from the nearer end (a deep page
-        # skips at most half the tenant's entries), then compute the figures for those rows only.
-        count = tenant_invoices.count()
-        rows_left = count - offset
-        if rows_left <= 0:
-            rows = []
-        else:
-            if offset * 2 <= count:
-                page_ids = tenant_invoices.order_by("-id").values("id")[offset: offset + page_size]
-            else:
-                page_ids = tenant_invoices.order_by("id").values("id")[max(rows_left - page_size, 0): rows_left]
-            # The set-based shape again: over 50 rows it is nested index probes, and it compiles to far
-            # less SQL than the per-row shape (whose subqueries repeat inside every figure).
-            invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(pk__in=page_ids)
-            rows = list(invoices.order_by("-id").values(*fields))
+    today = today or timezone.localdate()
+    if figures_ready():
+        rows, count = _page_from_figures(tenant=tenant, offset=offset, page_size=page_size, status=status, today=today)
     else:
-        # Today's status needs every invoice's money: the set-based shape, filtered on the verdict,
-        # with the number of matches counted in the same pass (a window over the filtered rows).
-        invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(status_today=status)
-        rows = list(
-            invoices.annotate(matching=Window(Count("*")))
-            .order_by("-id")
-            .values(*fields, "matching")[offset: offset + page_size]
-        )
-        if rows:
-            count = rows[0]["matching"]
-        else:
-            count = invoices.count() if offset else 0
+        rows, count = _page_live(tenant=tenant, offset=offset, page_size=page_size, status=status, today=today)
     return {
         "count": count,
         "page": page,
@@ -273,3 +272,64 @@ def invoice_page(*, tenant: Tenant, page: int, page_size: int, status: str | Non
             for row in rows
         ],
     }
+
+
+FIN02_FIELDS = (
+    "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
+    "currency", "issued_at", "due_date", "paid_at",
+)
+
+
+def _newest_first_ids(*, tenant: Tenant, count: int, offset: int, page_size: int) -> QuerySet | list:
+    """One page of the tenant's invoice ids, newest first, paged on the (tenant_id, id) index from the
+    nearer end (a deep page skips at most half the tenant's entries)."""
+    rows_left = count - offset
+    if rows_left <= 0:
+        return []
+    tenant_invoices = Invoice.objects.filter(tenant=tenant)
+    if offset * 2 <= count:
+        return tenant_invoices.order_by("-id").values("id")[offset: offset + page_size]
+    return tenant_invoices.order_by("id").values("id")[max(rows_left - page_size, 0): rows_left]
+
+
+def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: str | None, today: date) -> tuple[list, int]:
+    """The page from the read model: the count from the rollup, the page's ids from the (tenant_id,
+    id) index or, with a status, from the figures' (tenant, state, invoice) index, then 50 rows."""
+    count = tenant_invoice_count(tenant=tenant, status=status, today=today)
+    if status is None:
+        page_ids = _newest_first_ids(tenant=tenant, count=count, offset=offset, page_size=page_size)
+    else:
+        page_ids = list(tenant_invoice_ids(tenant=tenant, status=status, today=today)[offset: offset + page_size])
+    rows = list(
+        Invoice.objects.filter(pk__in=page_ids)
+        .order_by("-id")
+        .values(
+            "id", "number", "amount_cents", "currency", "issued_at", "due_date", "paid_at",
+            state=F("figures__state"), paid_cents=F("figures__paid_cents"), pending_cents=F("figures__pending_cents"),
+        )
+    )
+    for row in rows:
+        row["status_today"] = status_of_state(row["state"], row["due_date"], today)
+        row["balance_cents"] = row["amount_cents"] - row["paid_cents"] - row["pending_cents"]
+    return rows, count
+
+
+def _page_live(*, tenant: Tenant, offset: int, page_size: int, status: str | None, today: date) -> tuple[list, int]:
+    """The page computed from the allocations (no read model on this database, or it is being built)."""
+    if status is None:
+        # Count on the (tenant_id, id) index, then compute the figures for the page's rows only.
+        count = Invoice.objects.filter(tenant=tenant).count()
+        page_ids = _newest_first_ids(tenant=tenant, count=count, offset=offset, page_size=page_size)
+        # The set-based shape again: over 50 rows it is nested index probes, and it compiles to far
+        # less SQL than the per-row shape (whose subqueries repeat inside every figure).
+        invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(pk__in=page_ids)
+        return list(invoices.order_by("-id").values(*FIN02_FIELDS)), count
+    # Today's status needs every invoice's money: the set-based shape, filtered on the verdict,
+    # with the number of matches counted in the same pass (a window over the filtered rows).
+    invoices = invoices_with_balances_grouped(tenant=tenant, today=today).filter(status_today=status)
+    rows = list(
+        invoices.annotate(matching=Window(Count("*"))).order_by("-id").values(*FIN02_FIELDS, "matching")[offset: offset + page_size]
+    )
+    if rows:
+        return rows, rows[0]["matching"]
+    return rows, (invoices.count() if offset else 0)

@@ -33,11 +33,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import BigIntegerField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 
 from billing.models import Invoice, Tenant
 from billing.selectors.baseline import baseline_document
@@ -50,7 +50,11 @@ from payments.models import (
     BackfillDeviation,
     Channel,
     Credit,
+    FiguresState,
+    InvoiceFigures,
     InvoiceMigration,
+    InvoiceRollup,
+    NO_DUE_DAY,
     LegacyPaymentStatus,
     Payment,
     PaymentAuditLog,
@@ -66,6 +70,7 @@ from payments.selectors.balances import (
     invoices_with_balances,
     invoices_with_balances_grouped,
 )
+from payments.selectors.figures import figures_ready
 
 MAX_EXAMPLES = 10
 # Audit events that record an allocation being released.
@@ -670,8 +675,99 @@ def invariant_checks(*, tenant: Tenant | None = None, today: date, allow_partial
         check_backfill_conservation(tenant=tenant),
         check_currency_mismatch_payments(tenant=tenant),
         check_migration_complete(tenant=tenant, allow_partial=allow_partial),
+        check_read_model(tenant=tenant),
     ]
 
+
+
+# The FIN-01/FIN-02 read model -------------------------------------------------------------------
+READ_MODEL_OK = "the FIN-01/FIN-02 read model equals the allocations ({invoices} invoice(s), {rows} rollup row(s))"
+READ_MODEL_ABSENT = "no FIN-01/FIN-02 read model on this database (or a build is running): readers compute live"
+READ_MODEL_DIFFERENT = (
+    "the FIN-01/FIN-02 read model differs from the allocations: {invoices} invoice figure(s), {stray} figure(s) "
+    "of deleted invoices, {rows} rollup row(s); run `manage.py pay10_rebuild_figures`"
+)
+
+
+def read_model_mismatches(*, tenant: Tenant | None = None) -> QuerySet[Invoice]:
+    """Invoices whose `InvoiceFigures` row is missing or differs from `invoices_with_balances`
+    (re-derived here, independently of the SQL that keeps the read model)."""
+    no_due = Value(date.fromisoformat(NO_DUE_DAY))
+    live = {
+        "tenant_id": F("tenant_id"),
+        "currency": F("currency"),
+        "amount_cents": F("amount_cents"),
+        "due_date": Coalesce("due_date", no_due),
+        "paid_cents": F("paid_cents"),
+        "pending_cents": F("pending_cents"),
+        "state": Case(
+            When(status__in=[FiguresState.DRAFT, FiguresState.VOID], then=F("status")),
+            When(paid_cents__gte=F("amount_cents"), then=Value(FiguresState.PAID)),
+            When(paid_cents__gt=0, then=Value(FiguresState.PART)),
+            default=Value(FiguresState.UNPAID),
+        ),
+        "issue_day": TruncDate(Coalesce("issued_at", "created_at"), tzinfo=UTC),
+    }
+    stored = {name: F(f"figures__{name}") for name in live}
+    stored["due_date"] = Coalesce("figures__due_date", no_due)
+    invoices = invoices_with_balances_grouped(tenant=tenant).annotate(
+        **{f"stored_{name}": value for name, value in stored.items()},
+        **{f"live_{name}": value for name, value in live.items() if name in ("due_date", "state", "issue_day")},
+    )
+    differs = Q(stored_paid_cents__isnull=True)  # no figures row at all
+    for name in live:
+        current = F(f"live_{name}") if name in ("due_date", "state", "issue_day") else F(name)
+        differs |= ~Q(**{f"stored_{name}": current})
+    return invoices.filter(differs)
+
+
+_ROLLUP_DIFFERENT_SQL = f"""
+SELECT coalesce(f.tenant_id, r.tenant_id), coalesce(f.currency, r.currency), coalesce(f.state, r.state),
+       coalesce(f.issue_day, r.issue_day), coalesce(f.due_day, r.due_day),
+       f.n, r.invoice_count, f.amount, r.amount_cents, f.paid, r.paid_cents
+FROM (
+    SELECT tenant_id, currency, state, issue_day, coalesce(due_date, DATE '{NO_DUE_DAY}') AS due_day,
+           count(*) AS n, CAST(sum(amount_cents) AS BIGINT) AS amount, CAST(sum(paid_cents) AS BIGINT) AS paid
+    FROM {InvoiceFigures._meta.db_table} WHERE TRUE {{tenant}}
+    GROUP BY 1, 2, 3, 4, 5
+) f
+FULL JOIN (
+    SELECT * FROM {InvoiceRollup._meta.db_table}
+    WHERE (invoice_count <> 0 OR amount_cents <> 0 OR paid_cents <> 0) {{tenant}}
+) r USING (tenant_id, currency, state, issue_day, due_day)
+WHERE (f.n, f.amount, f.paid) IS DISTINCT FROM (r.invoice_count, r.amount_cents, r.paid_cents)"""
+ROLLUP_COLUMNS = (
+    "tenant_id", "currency", "state", "issue_day", "due_day",
+    "figures_count", "rollup_count", "figures_amount_cents", "rollup_amount_cents", "figures_paid_cents", "rollup_paid_cents",
+)
+
+
+def check_read_model(*, tenant: Tenant | None = None) -> CheckResult:
+    if not figures_ready():
+        return CheckResult(name="read_model_matches", ok=True, count=0, explanation=READ_MODEL_ABSENT)
+    mismatched = read_model_mismatches(tenant=tenant)
+    invoices = mismatched.count()
+    stray = _scoped(InvoiceFigures.objects.filter(~Exists(Invoice.objects.filter(pk=OuterRef("invoice_id")))), tenant)
+    stray_count = stray.count()
+    tenant_sql, tenant_params = _tenant_sql(tenant, "tenant_id")
+    rows, row_examples = _raw_violations(
+        _ROLLUP_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, ROLLUP_COLUMNS
+    )
+    count = invoices + stray_count + rows
+    if count:
+        explanation = READ_MODEL_DIFFERENT.format(invoices=invoices, stray=stray_count, rows=rows)
+        examples = (
+            _examples(mismatched, "id", "tenant_id", "paid_cents", "stored_paid_cents", "pending_cents", "stored_pending_cents", "stored_state")
+            + [{"invoice_id": pk, "stray": True} for pk in stray.values_list("invoice_id", flat=True)[:MAX_EXAMPLES]]
+            + [{k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()} for row in row_examples]
+        )[:MAX_EXAMPLES]
+    else:
+        explanation = READ_MODEL_OK.format(
+            invoices=_scoped(InvoiceFigures.objects.all(), tenant).count(),
+            rows=_scoped(InvoiceRollup.objects.filter(invoice_count__gt=0), tenant).count(),
+        )
+        examples = []
+    return CheckResult(name="read_model_matches", ok=count == 0, count=count, explanation=explanation, examples=examples)
 
 
 # Baseline comparison ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from billing.selectors.finance import AGING_BUCKETS, Period, finance_summary, invoice_page, period_range
 from payments.models import AllocationReversal, VerificationStatus
+from payments.selectors.figures import figures_ready
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import (
     AllocationFactory,
@@ -252,15 +253,19 @@ def test_invoice_page_costs_the_same_few_queries_on_any_page(tenant, django_asse
     from payments.selectors.schema import pay10_schema_installed
 
     pay10_schema_installed()  # answered once per process
+    figures = figures_ready()  # the table check is answered once per process too
+    # With the read model: is a build running, bring this transaction's upkeep forward, the count
+    # from the rollup, the page's ids (with a status) and the page's rows.
     for _ in range(7):
         InvoiceFactory(tenant=tenant, due_date=TODAY - timedelta(days=2))
     for number in (1, 3, 4):  # newest end, oldest end (paged from that end), last short page
-        with django_assert_num_queries(2):  # the count on the index, then the page's rows
+        with django_assert_num_queries(4 if figures else 2):  # the count on the index, then the page's rows
             assert invoice_page(tenant=tenant, page=number, page_size=2, today=TODAY)["count"] == 7
-    for number in (1, 4):  # a status filter counts in the same pass as the page
-        with django_assert_num_queries(1):
+    for number in (1, 4):  # live, a status filter counts in the same pass as the page
+        with django_assert_num_queries(5 if figures else 1):
             assert invoice_page(tenant=tenant, page=number, page_size=2, status="OVERDUE", today=TODAY)["count"] == 7
-    with django_assert_num_queries(2):  # past the end there is no row to carry the count
+    # past the end: live, there is no row to carry the count; from the rollup, no row to read
+    with django_assert_num_queries(4 if figures else 2):
         assert invoice_page(tenant=tenant, page=5, page_size=2, status="OVERDUE", today=TODAY)["count"] == 7
 
 

@@ -23,6 +23,7 @@ from payments.models import (
     VerificationStatus,
 )
 from payments.selectors.balances import credits_with_balances, invoices_with_balances, payments_with_balances
+from payments.selectors.verification import check_read_model
 from payments.services import errors
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply, credit_issue
@@ -190,6 +191,13 @@ class PaymentOperations(RuleBasedStateMachine):
             .filter(n__gt=2)
         )
         assert not verified_logs.exists()
+
+    @invariant()
+    def the_read_model_equals_the_allocations(self):
+        # PostgreSQL keeps the FIN-01/FIN-02 read model at commit; figures_ready() brings this
+        # (never committed) transaction's upkeep forward, so it must match after every step.
+        result = check_read_model()
+        assert result.ok, result.as_dict()
 
 
 def test_random_operation_sequences_keep_every_invariant():

@@ -1,0 +1,127 @@
+"""Reading the FIN-01/FIN-02 read model (`InvoiceFigures`, `InvoiceRollup`).
+
+`figures_ready()` says whether readers may use it: `PAY10_READ_MODEL` on (the default), PostgreSQL (which keeps it, see
+`payments/migrations/_pay10_figures.py`), UTC days (`TIME_ZONE` = UTC, the days it is keyed by),
+and no build in progress. Inside a transaction it first brings that transaction's own pending
+upkeep forward, so a reader sees its own writes. Otherwise the readers compute live from the allocations; both ways give
+the same figures (tests hold them equal).
+
+The model stores, per invoice, the state the status engine's verdict depends on besides the date
+(`FiguresState`); today's status and aging bucket follow from it and the due date here, through the
+engine itself, so no second copy of its rules exists.
+"""
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+
+from billing.models import Tenant
+from payments.domain import status as engine
+from payments.models import NO_DUE_DAY, FiguresState, InvoiceFigures, InvoiceFiguresBuild, InvoiceRollup
+
+_installed: dict[str, bool] = {}
+
+# An amount and a paid figure that put an invoice in each money state, to ask the engine with.
+_MONEY_OF_STATE = {FiguresState.PAID: (1, 1), FiguresState.PART: (2, 1), FiguresState.UNPAID: (1, 0)}
+NO_DUE = date.fromisoformat(NO_DUE_DAY)
+
+
+def figures_ready(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    connection = connections[using]
+    if not settings.PAY10_READ_MODEL or connection.vendor != "postgresql" or settings.TIME_ZONE != "UTC":
+        return False
+    if using not in _installed:
+        with connection.cursor() as cursor:
+            _installed[using] = InvoiceRollup._meta.db_table in connection.introspection.table_names(cursor)
+    if not _installed[using] or InvoiceFiguresBuild.objects.using(using).exists():
+        return False
+    if connection.in_atomic_block:
+        # Read this transaction's own writes: bring its commit-time upkeep forward (SET CONSTRAINTS
+        # runs what is queued), then queue what follows for the commit again.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS pay10_figures_flush IMMEDIATE; SET CONSTRAINTS pay10_figures_flush DEFERRED")
+    return True
+
+
+@receiver(post_migrate)
+def forget_figures_state(**kwargs) -> None:
+    _installed.clear()
+
+
+def status_of_state(state: str, due_date: date | None, today: date) -> str:
+    """Today's status of an invoice in `state` with this due date: the engine's verdict."""
+    if due_date == NO_DUE:
+        due_date = None
+    if state in (FiguresState.DRAFT, FiguresState.VOID):
+        return engine.invoice_status(current_status=state, amount_cents=0, paid_cents=0, due_date=due_date, today=today)
+    amount, paid = _MONEY_OF_STATE[state]
+    return engine.invoice_status(
+        current_status=engine.ISSUED, amount_cents=amount, paid_cents=paid, due_date=due_date, today=today
+    )
+
+
+def status_condition(status: str, *, today: date, due_field: str) -> Q:
+    """The rows (of `InvoiceFigures` or `InvoiceRollup`) whose status today is `status`.
+
+    The engine reads the due date only as "before today or not" (no due date is "not"), so asking it
+    for each state with a due date of yesterday and of today says which due dates give `status`."""
+    condition = Q(pk__in=[])
+    not_past = Q(**{f"{due_field}__gte": today}) | Q(**{f"{due_field}__isnull": True})
+    for state in FiguresState.values:
+        when_past = status_of_state(state, today - timedelta(days=1), today) == status
+        when_not_past = status_of_state(state, today, today) == status
+        assert when_not_past == (status_of_state(state, None, today) == status), "no due date must read as not due"
+        if when_past and when_not_past:
+            condition |= Q(state=state)
+        elif when_past:
+            condition |= Q(state=state) & Q(**{f"{due_field}__lt": today})
+        elif when_not_past:
+            condition |= Q(state=state) & not_past
+    return condition
+
+
+def aging_bucket(due_date: date | None, today: date) -> str:
+    """Twin of `billing.selectors.finance._aging_bucket_expression` for one due date."""
+    if due_date is None or due_date == NO_DUE or due_date >= today:
+        return "current"
+    for bucket, days in (("1-30", 30), ("31-60", 60), ("61-90", 90)):
+        if due_date >= today - timedelta(days=days):
+            return bucket
+    return "90+"
+
+
+def rollup_rows(*, tenant: Tenant | None, first_day: date | None, last_day: date | None) -> QuerySet:
+    """The rollup added up per (currency, state, due day) over the invoices issued in the days given."""
+    rows = InvoiceRollup.objects.all()
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    if first_day is not None:
+        rows = rows.filter(issue_day__gte=first_day)
+    if last_day is not None:
+        rows = rows.filter(issue_day__lte=last_day)
+    return (
+        rows.values("currency", "state", "due_day")
+        .annotate(invoice_count=Sum("invoice_count"), amount=Sum("amount_cents"), paid=Sum("paid_cents"))
+        .filter(invoice_count__gt=0)
+        .order_by()
+    )
+
+
+def tenant_invoice_count(*, tenant: Tenant, status: str | None = None, today: date) -> int:
+    rows = InvoiceRollup.objects.filter(tenant=tenant)
+    if status is not None:
+        rows = rows.filter(status_condition(status, today=today, due_field="due_day"))
+    return rows.aggregate(total=Sum("invoice_count"))["total"] or 0
+
+
+def tenant_invoice_ids(*, tenant: Tenant, status: str, today: date) -> QuerySet:
+    """Ids of the tenant's invoices whose status today is `status`, newest first."""
+    return (
+        InvoiceFigures.objects.filter(tenant=tenant)
+        .filter(status_condition(status, today=today, due_field="due_date"))
+        .order_by("-invoice_id")
+        .values_list("invoice_id", flat=True)
+    )

@@ -265,6 +265,8 @@ def lock_held_by_another_runner():
         try:
             other.execute("SELECT pg_advisory_lock(%s)", [backfill.ADVISORY_LOCK_KEY])
             yield
+            # Released before closing: a closed connection's backend lets go of its locks a moment later.
+            other.execute("SELECT pg_advisory_unlock(%s)", [backfill.ADVISORY_LOCK_KEY])
         finally:
             other.close()
     else:

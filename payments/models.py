@@ -406,6 +406,24 @@ class InvoiceRollup(models.Model):
         ]
 
 
+INVOICE_BLOCK_BITS = 10  # an invoice's block is its id >> 10: 1,024 consecutive ids
+
+
+class InvoiceBlock(models.Model):
+    """How many invoices of a tenant have ids in each block of 1,024 ids: FIN-02 finds the block
+    holding its page's first row by adding these up from the newest block (a thousand rows for a
+    million invoices), then skips at most 1,023 index entries, so every page costs the same. Kept with
+    the figures, in the same commit-time step."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    block = models.BigIntegerField()
+    invoice_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "block"], name="payments_block_key_unique")]
+
+
 class InvoiceFiguresBuild(models.Model):
     """Present while the figures are being built (`0005_invoice_figures_build`, `pay10_rebuild_figures`):
     readers compute live until it is gone. Its cursor makes a killed build resumable."""

@@ -17,8 +17,9 @@ Figures are per currency and never add two currencies together.
 Cost at scale (bench/, docs/benchmarks.md): on PostgreSQL both read the read model that the
 database keeps at every commit (`payments.selectors.figures`): FIN-01 adds up the rollup rows of the
 period (a few thousand per tenant, whatever the number of invoices) and FIN-02 takes its count from
-the rollup, pages the ids on the (tenant_id, id) index from the nearer end (or, with a status, on the
-figures' (tenant, state, invoice) index) and reads 50 figures rows. Without the read model (SQLite,
+the rollup, finds the page's first id through the per-block invoice counts and skips fewer than 1,024
+entries of the (tenant_id, id) index, so any page costs the same (with a status, it pages the figures'
+(tenant, state, invoice) index instead), and reads the page's figures rows. Without the read model (SQLite,
 a build in progress, `PAY10_READ_MODEL=false`) they compute live: FIN-01 through the set-based shape
 `invoices_with_balances_grouped`, FIN-02 computing the figures only for the page's rows, or, with a
 status filter, for every invoice of the tenant. Both ways give the same documents.
@@ -42,6 +43,7 @@ from payments.selectors.figures import (
     status_of_state,
     tenant_invoice_count,
     tenant_invoice_ids,
+    tenant_page_ids,
 )
 from payments.selectors.schema import pay10_schema_installed
 
@@ -293,11 +295,12 @@ def _newest_first_ids(*, tenant: Tenant, count: int, offset: int, page_size: int
 
 
 def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: str | None, today: date) -> tuple[list, int]:
-    """The page from the read model: the count from the rollup, the page's ids from the (tenant_id,
-    id) index or, with a status, from the figures' (tenant, state, invoice) index, then 50 rows."""
+    """The page from the read model: the count from the rollup, the page's ids from the per-block
+    counts and the (tenant_id, id) index or, with a status, from the figures' (tenant, state, invoice)
+    index, then the page's rows."""
     count = tenant_invoice_count(tenant=tenant, status=status, today=today)
     if status is None:
-        page_ids = _newest_first_ids(tenant=tenant, count=count, offset=offset, page_size=page_size)
+        page_ids = tenant_page_ids(tenant=tenant, offset=offset, page_size=page_size) if offset < count else []
     else:
         page_ids = list(tenant_invoice_ids(tenant=tenant, status=status, today=today)[offset: offset + page_size])
     rows = list(

@@ -1,4 +1,5 @@
-"""The read model of FIN-01/FIN-02 at scale: per-invoice figures and their rollup, kept by PostgreSQL
+"""The read model of FIN-01/FIN-02 at scale: per-invoice figures, their rollup and the per-block
+invoice counts FIN-02 pages with, kept by PostgreSQL
 at every commit (`_pay10_figures.py`). On PostgreSQL this also asks for a build, which
 `0005_invoice_figures_build` runs; elsewhere the tables stay empty and readers compute live.
 """
@@ -59,6 +60,18 @@ class Migration(migrations.Migration):
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('tenant', 'currency', 'state', 'issue_day', 'due_day'), name='payments_rollup_key_unique')],
+            },
+        ),
+        migrations.CreateModel(
+            name='InvoiceBlock',
+            fields=[
+                ('id', models.BigAutoField(primary_key=True, serialize=False)),
+                ('block', models.BigIntegerField()),
+                ('invoice_count', models.BigIntegerField(default=0)),
+                ('tenant', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='billing.tenant')),
+            ],
+            options={
+                'constraints': [models.UniqueConstraint(fields=('tenant', 'block'), name='payments_block_key_unique')],
             },
         ),
         migrations.RunPython(figures_install, figures_remove),

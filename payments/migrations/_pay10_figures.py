@@ -17,7 +17,8 @@ How (the same shape as `_pay10_guards.py`):
 `pay10_figures_refresh(ids)` recomputes those invoices' figures from the truth, with the same
 definitions as `payments.selectors.balances.invoices_with_balances` (an invoice the backfill has not
 reached counts with its legacy paid figure), writes the ones that changed, and adds the difference
-between the old and the new figures to the rollup rows (INSERT .. ON CONFLICT DO UPDATE, in key
+between the old and the new figures to the rollup rows and to the per-block invoice counts
+(`payments_invoiceblock`: a tenant's invoices per 1,024 ids, INSERT .. ON CONFLICT DO UPDATE, in key
 order). Refreshers of the same invoices take turns on transaction-scoped advisory locks, one per
 bucket of 1,024 ids taken in ascending order, so each computes its difference from what the previous
 one committed (READ COMMITTED: the statement after the locks sees it). Tests hold the figures equal
@@ -95,6 +96,22 @@ BEGIN
             WHERE (f.tenant_id, f.currency, f.state, f.issue_day, f.due_date, f.amount_cents, f.paid_cents, f.pending_cents)
                 IS DISTINCT FROM (EXCLUDED.tenant_id, EXCLUDED.currency, EXCLUDED.state, EXCLUDED.issue_day,
                                   EXCLUDED.due_date, EXCLUDED.amount_cents, EXCLUDED.paid_cents, EXCLUDED.pending_cents)
+        ),
+        blocks AS (
+            INSERT INTO payments_invoiceblock AS b (tenant_id, block, invoice_count)
+            SELECT tenant_id, block, n
+            FROM (
+                SELECT tenant_id, invoice_id >> {BUCKET_BITS} AS block, sum(n) AS n
+                FROM (
+                    SELECT tenant_id, invoice_id, 1 AS n FROM fresh
+                    UNION ALL
+                    SELECT tenant_id, invoice_id, -1 FROM old
+                ) moved
+                GROUP BY 1, 2
+                HAVING sum(n) <> 0
+            ) changes
+            ORDER BY tenant_id, block
+            ON CONFLICT (tenant_id, block) DO UPDATE SET invoice_count = b.invoice_count + EXCLUDED.invoice_count
         ),
         removed AS (
             DELETE FROM payments_invoicefigures f

@@ -51,6 +51,8 @@ from payments.models import (
     Channel,
     Credit,
     FiguresState,
+    INVOICE_BLOCK_BITS,
+    InvoiceBlock,
     InvoiceFigures,
     InvoiceMigration,
     InvoiceRollup,
@@ -279,7 +281,7 @@ def check_invoices_within_amount(*, tenant: Tenant | None = None) -> CheckResult
         {"id": row["invoice_id"], "tenant_id": row["invoice__tenant_id"], "number": row["invoice__number"],
          "amount_cents": row["invoice__amount_cents"], "paid_cents": row["paid_cents"],
          "pending_cents": row["pending_cents"], "balance_cents": row["balance_cents"]}
-        for row in over.order_by("invoice_id")[:MAX_EXAMPLES]
+        for row in (over.order_by("invoice_id")[:MAX_EXAMPLES] if count else [])
     ]
     return CheckResult(
         name="invoices_within_amount",
@@ -685,7 +687,7 @@ READ_MODEL_OK = "the FIN-01/FIN-02 read model equals the allocations ({invoices}
 READ_MODEL_ABSENT = "no FIN-01/FIN-02 read model on this database (or a build is running): readers compute live"
 READ_MODEL_DIFFERENT = (
     "the FIN-01/FIN-02 read model differs from the allocations: {invoices} invoice figure(s), {stray} figure(s) "
-    "of deleted invoices, {rows} rollup row(s); run `manage.py pay10_rebuild_figures`"
+    "of deleted invoices, {rows} rollup or block row(s); run `manage.py pay10_rebuild_figures`"
 )
 
 
@@ -736,6 +738,18 @@ FULL JOIN (
     WHERE (invoice_count <> 0 OR amount_cents <> 0 OR paid_cents <> 0) {{tenant}}
 ) r USING (tenant_id, currency, state, issue_day, due_day)
 WHERE (f.n, f.amount, f.paid) IS DISTINCT FROM (r.invoice_count, r.amount_cents, r.paid_cents)"""
+_BLOCKS_DIFFERENT_SQL = f"""
+SELECT coalesce(f.tenant_id, b.tenant_id), coalesce(f.block, b.block), f.n, b.invoice_count
+FROM (
+    SELECT tenant_id, invoice_id >> {INVOICE_BLOCK_BITS} AS block, count(*) AS n
+    FROM {InvoiceFigures._meta.db_table} WHERE TRUE {{tenant}}
+    GROUP BY 1, 2
+) f
+FULL JOIN (
+    SELECT * FROM {InvoiceBlock._meta.db_table} WHERE invoice_count <> 0 {{tenant}}
+) b USING (tenant_id, block)
+WHERE f.n IS DISTINCT FROM b.invoice_count"""
+BLOCK_COLUMNS = ("tenant_id", "block", "figures_count", "block_count")
 ROLLUP_COLUMNS = (
     "tenant_id", "currency", "state", "issue_day", "due_day",
     "figures_count", "rollup_count", "figures_amount_cents", "rollup_amount_cents", "figures_paid_cents", "rollup_paid_cents",
@@ -753,6 +767,11 @@ def check_read_model(*, tenant: Tenant | None = None) -> CheckResult:
     rows, row_examples = _raw_violations(
         _ROLLUP_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, ROLLUP_COLUMNS
     )
+    blocks, block_examples = _raw_violations(
+        _BLOCKS_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, BLOCK_COLUMNS
+    )
+    rows += blocks
+    row_examples += block_examples
     count = invoices + stray_count + rows
     if count:
         explanation = READ_MODEL_DIFFERENT.format(invoices=invoices, stray=stray_count, rows=rows)

@@ -17,7 +17,16 @@ from billing.models import Invoice
 from billing.selectors import finance
 from billing.selectors.finance import Period, finance_summary, invoice_page
 from payments.domain import status as engine
-from payments.models import FiguresState, InvoiceFigures, InvoiceFiguresBuild, InvoiceRollup, VerificationStatus
+from payments.migrations import _pay10_figures
+from payments.models import (
+    INVOICE_BLOCK_BITS,
+    FiguresState,
+    InvoiceBlock,
+    InvoiceFigures,
+    InvoiceFiguresBuild,
+    InvoiceRollup,
+    VerificationStatus,
+)
 from payments.selectors.figures import figures_ready, status_condition, status_of_state
 from payments.selectors.verification import check_read_model
 from payments.services.allocations import allocation_create, allocation_reverse
@@ -239,12 +248,37 @@ def test_fin02_from_the_read_model_is_the_live_page(mixed_books, monkeypatch, st
     assert pages == [invoice_page(tenant=mixed_books, page=page, page_size=2, status=status, today=TODAY) for page in (1, 2, 3, 9)]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", [1, 2, 3, 50])
+def test_fin02_pages_through_the_id_blocks_like_the_live_page(tenant, monkeypatch, page_size):
+    other = TenantFactory(id="other", currency="KES")
+    # Ids spread over several blocks of 1,024, some blocks empty or only another tenant's.
+    for invoice_id in (3, 1_023, 1_024, 1_025, 2_100, 5_000, 5_001, 9_999, 10_240):
+        InvoiceFactory(id=invoice_id, tenant=tenant)
+    for invoice_id in (1_030, 3_000, 10_241):
+        InvoiceFactory(id=invoice_id, tenant=other)
+    pages = range(1, 9 // page_size + 3)
+    from_blocks = [invoice_page(tenant=tenant, page=page, page_size=page_size, today=TODAY) for page in pages]
+    live(monkeypatch)
+    assert from_blocks == [invoice_page(tenant=tenant, page=page, page_size=page_size, today=TODAY) for page in pages]
+    assert [row["id"] for page in from_blocks for row in page["results"]] == [
+        10_240, 9_999, 5_001, 5_000, 2_100, 1_025, 1_024, 1_023, 3
+    ]
+
+
+def test_the_upkeep_and_the_readers_agree_on_the_block_size():
+    assert _pay10_figures.BUCKET_BITS == INVOICE_BLOCK_BITS
+
+
 # Built, rebuilt, resumed, checked -------------------------------------------------------------------------------
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_an_interrupted_build_resumes_and_readers_compute_live_meanwhile(mixed_books):
+    assert figures_ready()  # the fixture's upkeep first, then start from nothing
     InvoiceFigures.objects.all().delete()
     InvoiceRollup.objects.all().delete()
+    InvoiceBlock.objects.all().delete()
     InvoiceFiguresBuild.objects.create()
     assert not figures_ready()
     absent = check_read_model()  # while building there is nothing to compare

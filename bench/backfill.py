@@ -7,7 +7,9 @@ For one size, in one run, on fresh PostgreSQL databases:
 2. the floor: bench/floor.sql on a copy of that database;
 3. the naive Django loop (bench/naive_backfill.py) on another copy, over a sample;
 4. `pay10_backfill` (wall time and the process's peak RSS), optionally as K shards at once;
-5. `pay10_verify` against bench/verify_floor.sql, the raw SQL of its checks.
+5. `pay10_verify` against bench/verify_floor.sql, the raw SQL of its checks;
+6. the rest of the runbook's `migrate` (0004/0005 build the FIN-01/FIN-02 read model: timed), then
+   FIN-01/FIN-02 latency from the read model and, as the baseline, computed live (bench/reads.py).
 Results are written to bench/results/backfill-<size>.json.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import reads  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 
@@ -115,7 +118,9 @@ def measure_verify(base: str) -> dict:
     }
 
 
-def measure(size: int, *, tenant: str, naive_sample: int, batch_size: int, shards: list[int], keep: bool) -> dict:
+def measure(
+    size: int, *, tenant: str, naive_sample: int, batch_size: int, shards: list[int], keep: bool, reads_repeat: int = 20
+) -> dict:
     base, legacy = prepare_legacy(size, tenant)
     result: dict = {"size": size, "legacy": legacy}
     result["floor"] = measure_floor(base)
@@ -125,6 +130,16 @@ def measure(size: int, *, tenant: str, naive_sample: int, batch_size: int, shard
         common.recreate_database(template, template=base)
     result["backfill"] = measure_backfill(base, batch_size, 1)
     result["verify"] = measure_verify(base)
+    build = common.run_manage(base, "migrate", "--verbosity", "0")
+    result["read_model_build"] = {"seconds": build.seconds, "peak_rss_mb": build.peak_rss_mb}
+    # The backfill rewrote most invoice rows; autovacuum would settle the tables within minutes of it
+    # on a live database. Measure the reads in that settled state, not in the minute after.
+    with common.psycopg.connect(common.database_url(base), autocommit=True) as conn:
+        started = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE)")
+        result["vacuum_seconds"] = time.perf_counter() - started
+    result["reads"] = reads.measure(base, tenant=tenant, repeat=reads_repeat, deep_page=2000)
+    result["reads_live"] = reads.measure(base, tenant=tenant, repeat=3, deep_page=2000, read_model=False)
     result["shards"] = {}
     for count in shards:
         if count == 1:

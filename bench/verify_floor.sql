@@ -58,3 +58,43 @@ SELECT COUNT(*) FROM (
     WHERE COALESCE(m.s, 0) <> COALESCE(a.s, 0)) t;
 -- not yet migrated invoices
 SELECT COUNT(*) FROM billing_invoice i WHERE NOT EXISTS (SELECT 1 FROM payments_invoicemigration m WHERE m.invoice_id = i.id);
+-- 7b. conservation per invoice: each migrated invoice's legacy paid figure equals its backfilled allocations
+SELECT COUNT(*) FROM payments_invoicemigration m
+LEFT JOIN (SELECT invoice_id, SUM(amount_cents) s FROM payments_allocation WHERE backfilled GROUP BY invoice_id) b
+       ON b.invoice_id = m.invoice_id
+WHERE m.legacy_paid_cents <> COALESCE(b.s, 0);
+-- 7c. conservation per payment: every cent of a mapped legacy succeeded payment allocated or credited
+SELECT COUNT(*) FROM payments_payment p
+JOIN payments_paymentmigration pm ON pm.payment_id = p.id
+JOIN billing_tenant t ON t.id = p.tenant_id
+LEFT JOIN (SELECT payment_id, SUM(amount_cents) s FROM payments_allocation WHERE backfilled AND payment_id IS NOT NULL
+           GROUP BY payment_id) a ON a.payment_id = p.id
+LEFT JOIN (SELECT source_payment_id, SUM(amount_cents) s FROM payments_credit WHERE backfilled AND source_payment_id IS NOT NULL
+           GROUP BY source_payment_id) c ON c.source_payment_id = p.id
+WHERE p.status = 'SUCCEEDED' AND p.currency = t.currency AND COALESCE(p.channel, '') <> 'LEGACY'
+  AND p.amount_cents <> COALESCE(a.s, 0) + COALESCE(c.s, 0);
+-- 7d. payments in a currency not their tenant's (left for a person)
+SELECT COUNT(*) FROM payments_payment p JOIN billing_tenant t ON t.id = p.tenant_id WHERE p.currency <> t.currency;
+-- 6b. audit: backfilled allocations and credits covered by their invoice's or payment's backfill row
+SELECT COUNT(*) FROM payments_allocation a
+WHERE a.backfilled
+  AND NOT EXISTS (SELECT 1 FROM payments_paymentauditlog l WHERE l.allocation_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM payments_paymentauditlog l WHERE l.invoice_id = a.invoice_id AND l.backfilled);
+SELECT COUNT(*) FROM payments_credit c
+WHERE NOT EXISTS (SELECT 1 FROM payments_paymentauditlog l WHERE l.credit_id = c.id)
+  AND NOT (c.backfilled AND EXISTS (SELECT 1 FROM payments_paymentauditlog l
+                                    WHERE l.payment_id = c.source_payment_id AND l.backfilled));
+-- 6c. audit: reversals and PAY-10 payments
+SELECT COUNT(*) FROM payments_allocationreversal r
+WHERE NOT EXISTS (SELECT 1 FROM payments_paymentauditlog l WHERE l.allocation_id = r.allocation_id
+                  AND l.event_type IN ('ALLOCATION_REVERSED', 'PAYMENT_REJECTED', 'INVOICE_VOIDED', 'ORPHAN_REMOVED'));
+SELECT COUNT(*) FROM payments_payment p
+WHERE p.verification_status IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM payments_paymentmigration pm WHERE pm.payment_id = p.id)
+  AND NOT EXISTS (SELECT 1 FROM payments_paymentauditlog l WHERE l.payment_id = p.id);
+-- not yet mapped legacy payments, and active allocations hidden on invoices not yet migrated
+SELECT COUNT(*) FROM payments_payment p WHERE p.verification_status IS NULL;
+SELECT COUNT(*) FROM payments_allocation a
+WHERE NOT EXISTS (SELECT 1 FROM payments_allocationreversal r WHERE r.allocation_id = a.id)
+  AND EXISTS (SELECT 1 FROM billing_invoice i WHERE i.id = a.invoice_id)
+  AND NOT EXISTS (SELECT 1 FROM payments_invoicemigration m WHERE m.invoice_id = a.invoice_id);

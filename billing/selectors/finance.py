@@ -64,6 +64,10 @@ AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 BILLED_STATUSES = (engine.ISSUED, engine.PARTIALLY_PAID, engine.PAID, engine.OVERDUE)
 
 FIN02_MAX_PAGE_SIZE = 200
+FIN02_FIELDS = (
+    "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
+    "currency", "issued_at", "due_date", "paid_at",
+)
 
 
 @dataclass(frozen=True)
@@ -275,11 +279,6 @@ def invoice_page(*, tenant: Tenant, page: int, page_size: int, status: str | Non
         ],
     }
 
-
-FIN02_FIELDS = (
-    "id", "number", "status_today", "amount_cents", "paid_cents", "pending_cents", "balance_cents",
-    "currency", "issued_at", "due_date", "paid_at",
-)
 
 
 def _newest_first_ids(*, tenant: Tenant, count: int, offset: int, page_size: int) -> QuerySet | list:

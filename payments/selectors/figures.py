@@ -1,10 +1,10 @@
-"""Reading the FIN-01/FIN-02 read model (`InvoiceFigures`, `InvoiceRollup`).
+"""Reading the FIN-01/FIN-02 read model (`InvoiceFigures`, `InvoiceRollup`, `InvoiceBlock`).
 
-`figures_ready()` says whether readers may use it: `PAY10_READ_MODEL` on (the default), PostgreSQL (which keeps it, see
-`payments/migrations/_pay10_figures.py`), UTC days (`TIME_ZONE` = UTC, the days it is keyed by),
-and no build in progress. Inside a transaction it first brings that transaction's own pending
-upkeep forward, so a reader sees its own writes. Otherwise the readers compute live from the allocations; both ways give
-the same figures (tests hold them equal).
+`figures_ready()` says whether readers may use it: `PAY10_READ_MODEL` on (the default), PostgreSQL
+(which keeps it, see `payments/migrations/_pay10_figures.py`), UTC days (`TIME_ZONE` = UTC, the days
+it is keyed by), and no build in progress. Inside a transaction it first brings that transaction's
+own pending upkeep forward, so a reader sees its own writes. Otherwise the readers compute live from
+the allocations; both ways give the same figures (tests hold them equal).
 
 The model stores, per invoice, the state the status engine's verdict depends on besides the date
 (`FiguresState`); today's status and aging bucket follow from it and the due date here, through the

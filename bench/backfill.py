@@ -102,6 +102,26 @@ def measure_backfill(base: str, batch_size: int, shards: int) -> dict:
     }
 
 
+# What the backfill inserts or updates, table by table (the floor writes the first three only).
+WRITTEN = {
+    "allocations": "SELECT COUNT(*) FROM payments_allocation",
+    "synthetic_payments": "SELECT COUNT(*) FROM payments_payment WHERE channel = 'LEGACY'",
+    "credits": "SELECT COUNT(*) FROM payments_credit",
+    "audit_rows": "SELECT COUNT(*) FROM payments_paymentauditlog",
+    "invoice_markers": "SELECT COUNT(*) FROM payments_invoicemigration",
+    "payment_markers": "SELECT COUNT(*) FROM payments_paymentmigration",
+    "payments_mapped": "SELECT COUNT(*) FROM payments_payment WHERE verification_status IS NOT NULL",
+    "deviations": "SELECT COUNT(*) FROM payments_backfilldeviation",
+    "invoice_status_changes": "SELECT COUNT(*) FROM payments_invoicemigration m JOIN billing_invoice i ON i.id = m.invoice_id "
+    "WHERE i.status <> m.legacy_status",
+}
+
+
+def rows_written(base: str) -> dict:
+    with common.psycopg.connect(common.database_url(base)) as conn:
+        return {name: conn.execute(sql).fetchone()[0] for name, sql in WRITTEN.items()}
+
+
 def measure_verify(base: str) -> dict:
     run = common.run_manage(base, "pay10_verify", check=False)
     statements = _statements(BENCH / "verify_floor.sql")
@@ -129,6 +149,7 @@ def measure(
     if len(shards) > 1:
         common.recreate_database(template, template=base)
     result["backfill"] = measure_backfill(base, batch_size, 1)
+    result["backfill"]["rows_written"] = rows_written(base)
     result["verify"] = measure_verify(base)
     build = common.run_manage(base, "migrate", "--verbosity", "0")
     result["read_model_build"] = {"seconds": build.seconds, "peak_rss_mb": build.peak_rss_mb}

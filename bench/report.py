@@ -105,6 +105,16 @@ def render() -> str:
                 f"| FIN-02 ≤ 20 ms on any page (slowest of page 1, 2000 and the middle page) | {fin02:.1f} ms | "
                 f"{'yes' if fin02 <= 20 else 'NO'} |"
             )
+        written = largest["backfill"].get("rows_written")
+        if written:
+            floor_rows = sum(largest["floor"][name] for name in ("allocations", "synthetic_payments", "credits"))
+            total = sum(written.values())
+            lines += [
+                "",
+                f"Rows written at {largest['size']:,} invoices: the floor {floor_rows:,} (allocations, synthetic payments,",
+                f"credits); `pay10_backfill` {total:,} ({total / floor_rows:.1f}×): "
+                + ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in written.items()) + ".",
+            ]
         shard_rows = [(run["size"], run["shards"]) for run in runs if len(run.get("shards", {})) > 1]
         if shard_rows:
             lines += ["", "### Scale-out (`--shard i/K`)", "", "| invoices | K | seconds | speed-up |", "|---:|---:|---:|---:|"]

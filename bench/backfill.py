@@ -9,7 +9,9 @@ For one size, in one run, on fresh PostgreSQL databases:
 4. `pay10_backfill` (wall time and the process's peak RSS), optionally as K shards at once;
 5. `pay10_verify` against bench/verify_floor.sql, the raw SQL of its checks;
 6. the rest of the runbook's `migrate` (0004/0005 build the FIN-01/FIN-02 read model: timed), then
-   FIN-01/FIN-02 latency from the read model and, as the baseline, computed live (bench/reads.py).
+   FIN-01/FIN-02 latency from the read model and, as the baseline, computed live (bench/reads.py);
+7. what the read model's upkeep costs a payment operation, against the same operation without it
+   (bench/writes.py).
 Results are written to bench/results/backfill-<size>.json.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import reads  # noqa: E402
+import writes  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 
@@ -161,6 +164,7 @@ def measure(
         result["vacuum_seconds"] = time.perf_counter() - started
     result["reads"] = reads.measure(base, tenant=tenant, repeat=reads_repeat, deep_page=2000)
     result["reads_live"] = reads.measure(base, tenant=tenant, repeat=3, deep_page=2000, read_model=False)
+    result["writes"] = writes.measure(base, tenant=tenant, operations=200)
     result["shards"] = {}
     for count in shards:
         if count == 1:

@@ -162,6 +162,22 @@ def render() -> str:
             f"| {run['size']:,} | {run['read_model_build']['seconds']:.1f} | {run['read_model_build']['peak_rss_mb']:.0f} |"
             for run in read_runs
         ]
+    write_runs = [run for run in runs if "writes" in run]
+    if write_runs:
+        lines += [
+            "",
+            "## What the read model costs the writers",
+            "",
+            "A payment operation (record a verified payment, then allocate it to an unpaid invoice: two services,",
+            "two commits), median of 200, with the read model's commit-time upkeep and, as the baseline, with its",
+            "triggers disabled (bench/writes.py).",
+            "",
+            "| invoices | with upkeep ms | without ms | difference ms |",
+            "|---:|---:|---:|---:|",
+        ]
+        for run in write_runs:
+            with_upkeep, without = run["writes"]["with_upkeep_ms"], run["writes"]["without_upkeep_ms"]
+            lines.append(f"| {run['size']:,} | {with_upkeep:.1f} | {without:.1f} | {with_upkeep - without:+.1f} |")
     if reads:
         lines += ["", "### Other read measurements (`bench/reads.py`)", "",
                   "| database | request | median ms | target ms | met |", "|---|---|---:|---:|:---:|"]

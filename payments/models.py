@@ -106,6 +106,8 @@ class Payment(models.Model):
                 condition=Q(verification_status="PENDING") | Q(verification_status__isnull=True, status="PENDING"),
                 name="payments_payment_pending",
             ),
+            # FIN-01's unapplied credit leaves out credits of rejected payments: an anti-join on these.
+            models.Index(fields=["id"], condition=Q(verification_status="REJECTED"), name="payments_payment_rejected"),
         ]
 
     def __str__(self) -> str:
@@ -403,6 +405,26 @@ class InvoiceRollup(models.Model):
             models.UniqueConstraint(
                 fields=["tenant", "currency", "state", "issue_day", "due_day"], name="payments_rollup_key_unique"
             ),
+        ]
+
+
+class InvoiceDueRollup(models.Model):
+    """`InvoiceRollup` without the issue day: per (tenant, currency, state, due day). FIN-01 over all
+    time and the FIN-02 counts read it (a few hundred rows per tenant: one per due day and state),
+    kept in the same commit-time step."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    currency = models.CharField(max_length=3)
+    state = models.CharField(max_length=8, choices=FiguresState.choices)
+    due_day = models.DateField(help_text=f"{NO_DUE_DAY} stands for no due date.")
+    invoice_count = models.BigIntegerField(default=0)
+    amount_cents = models.BigIntegerField(default=0)
+    paid_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "currency", "state", "due_day"], name="payments_due_rollup_key_unique"),
         ]
 
 

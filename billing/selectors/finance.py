@@ -15,11 +15,12 @@ Which date each figure follows (docs/api.md repeats this):
 Figures are per currency and never add two currencies together.
 
 Cost at scale (bench/, docs/benchmarks.md): on PostgreSQL both read the read model that the
-database keeps at every commit (`payments.selectors.figures`): FIN-01 adds up the rollup rows of the
-period (a few thousand per tenant, whatever the number of invoices) and FIN-02 takes its count from
-the rollup, finds the page's first id through the per-block invoice counts and skips fewer than 1,024
-entries of the (tenant_id, id) index, so any page costs the same (with a status, it pages the figures'
-(tenant, state, invoice) index instead), and reads the page's figures rows. Without the read model (SQLite,
+database keeps at every commit (`payments.selectors.figures`). FIN-01 adds up the rollup rows of the
+period (per issue and due day; over all time, per due day alone: a few hundred rows per tenant,
+whatever the number of invoices). FIN-02 takes its count from the rollup by due day, finds the
+page's first id through the per-block invoice counts and skips fewer than 1,024 entries of the
+(tenant_id, id) index, so any page costs the same (with a status, it pages the figures' (tenant,
+state, invoice) index instead), then reads the page's figures rows. Without the read model (SQLite,
 a build in progress, `PAY10_READ_MODEL=false`) they compute live: FIN-01 through the set-based shape
 `invoices_with_balances_grouped`, FIN-02 computing the figures only for the page's rows, or, with a
 status filter, for every invoice of the tenant. Both ways give the same documents.

@@ -74,5 +74,21 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('tenant', 'block'), name='payments_block_key_unique')],
             },
         ),
+        migrations.CreateModel(
+            name='InvoiceDueRollup',
+            fields=[
+                ('id', models.BigAutoField(primary_key=True, serialize=False)),
+                ('currency', models.CharField(max_length=3)),
+                ('state', models.CharField(choices=[('DRAFT', 'Draft'), ('VOID', 'Void'), ('PAID', 'Paid'), ('PART', 'Part'), ('UNPAID', 'Unpaid')], max_length=8)),
+                ('due_day', models.DateField(help_text='9999-12-31 stands for no due date.')),
+                ('invoice_count', models.BigIntegerField(default=0)),
+                ('amount_cents', models.BigIntegerField(default=0)),
+                ('paid_cents', models.BigIntegerField(default=0)),
+                ('tenant', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='billing.tenant')),
+            ],
+            options={
+                'constraints': [models.UniqueConstraint(fields=('tenant', 'currency', 'state', 'due_day'), name='payments_due_rollup_key_unique')],
+            },
+        ),
         migrations.RunPython(figures_install, figures_remove),
     ]

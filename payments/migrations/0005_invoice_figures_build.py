@@ -1,5 +1,6 @@
 """Build the FIN-01/FIN-02 read model over the invoices that existed before `0004_invoice_figures`,
-and index the payments awaiting verification (FIN-01's pending figure) CONCURRENTLY on PostgreSQL.
+and index, CONCURRENTLY on PostgreSQL, the payments FIN-01 picks out: those awaiting verification
+(its pending figure) and the rejected ones (whose credits hold nothing).
 
 Not atomic: a batch of invoices per transaction with its cursor, so a live database keeps taking
 writes (every commit keeps its own invoices' figures) and a killed build resumes where it stopped
@@ -30,6 +31,12 @@ class Migration(migrations.Migration):
                 condition=models.Q(("verification_status", "PENDING"), models.Q(("status", "PENDING"), ("verification_status__isnull", True)), _connector="OR"),
                 fields=["tenant", "received_at"],
                 name="payments_payment_pending",
+            ),
+        ),
+        AddIndexConcurrentlyOnPostgres(
+            model_name="payment",
+            index=models.Index(
+                condition=models.Q(("verification_status", "REJECTED")), fields=["id"], name="payments_payment_rejected"
             ),
         ),
         migrations.RunPython(forward, migrations.RunPython.noop),

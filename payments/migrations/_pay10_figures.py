@@ -17,7 +17,8 @@ How (the same shape as `_pay10_guards.py`):
 `pay10_figures_refresh(ids)` recomputes those invoices' figures from the truth, with the same
 definitions as `payments.selectors.balances.invoices_with_balances` (an invoice the backfill has not
 reached counts with its legacy paid figure), writes the ones that changed, and adds the difference
-between the old and the new figures to the rollup rows and to the per-block invoice counts
+between the old and the new figures to the rollup rows (by issue and due day, and by due day
+alone: `payments_invoiceduerollup`) and to the per-block invoice counts
 (`payments_invoiceblock`: a tenant's invoices per 1,024 ids, INSERT .. ON CONFLICT DO UPDATE, in key
 order). Refreshers of the same invoices take turns on transaction-scoped advisory locks, one per
 bucket of 1,024 ids taken in ascending order, so each computes its difference from what the previous
@@ -131,6 +132,19 @@ BEGIN
             ) changes
             GROUP BY tenant_id, currency, state, issue_day, due_day
             HAVING sum(n) <> 0 OR sum(amount_cents) <> 0 OR sum(paid_cents) <> 0
+        ),
+        by_due AS (
+            INSERT INTO payments_invoiceduerollup AS d
+                (tenant_id, currency, state, due_day, invoice_count, amount_cents, paid_cents)
+            SELECT tenant_id, currency, state, due_day, sum(n), sum(amount_cents), sum(paid_cents)
+            FROM delta
+            GROUP BY tenant_id, currency, state, due_day
+            HAVING sum(n) <> 0 OR sum(amount_cents) <> 0 OR sum(paid_cents) <> 0
+            ORDER BY tenant_id, currency, state, due_day
+            ON CONFLICT (tenant_id, currency, state, due_day) DO UPDATE SET
+                invoice_count = d.invoice_count + EXCLUDED.invoice_count,
+                amount_cents = d.amount_cents + EXCLUDED.amount_cents,
+                paid_cents = d.paid_cents + EXCLUDED.paid_cents
         )
         INSERT INTO payments_invoicerollup AS r
             (tenant_id, currency, state, issue_day, due_day, invoice_count, amount_cents, paid_cents)

@@ -53,6 +53,7 @@ from payments.models import (
     FiguresState,
     INVOICE_BLOCK_BITS,
     InvoiceBlock,
+    InvoiceDueRollup,
     InvoiceFigures,
     InvoiceMigration,
     InvoiceRollup,
@@ -738,6 +739,20 @@ FULL JOIN (
     WHERE (invoice_count <> 0 OR amount_cents <> 0 OR paid_cents <> 0) {{tenant}}
 ) r USING (tenant_id, currency, state, issue_day, due_day)
 WHERE (f.n, f.amount, f.paid) IS DISTINCT FROM (r.invoice_count, r.amount_cents, r.paid_cents)"""
+_DUE_ROLLUP_DIFFERENT_SQL = f"""
+SELECT coalesce(f.tenant_id, r.tenant_id), coalesce(f.currency, r.currency), coalesce(f.state, r.state),
+       NULL, coalesce(f.due_day, r.due_day), f.n, r.invoice_count, f.amount, r.amount_cents, f.paid, r.paid_cents
+FROM (
+    SELECT tenant_id, currency, state, coalesce(due_date, DATE '{NO_DUE_DAY}') AS due_day,
+           count(*) AS n, CAST(sum(amount_cents) AS BIGINT) AS amount, CAST(sum(paid_cents) AS BIGINT) AS paid
+    FROM {InvoiceFigures._meta.db_table} WHERE TRUE {{tenant}}
+    GROUP BY 1, 2, 3, 4
+) f
+FULL JOIN (
+    SELECT * FROM {InvoiceDueRollup._meta.db_table}
+    WHERE (invoice_count <> 0 OR amount_cents <> 0 OR paid_cents <> 0) {{tenant}}
+) r USING (tenant_id, currency, state, due_day)
+WHERE (f.n, f.amount, f.paid) IS DISTINCT FROM (r.invoice_count, r.amount_cents, r.paid_cents)"""
 _BLOCKS_DIFFERENT_SQL = f"""
 SELECT coalesce(f.tenant_id, b.tenant_id), coalesce(f.block, b.block), f.n, b.invoice_count
 FROM (
@@ -767,6 +782,11 @@ def check_read_model(*, tenant: Tenant | None = None) -> CheckResult:
     rows, row_examples = _raw_violations(
         _ROLLUP_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, ROLLUP_COLUMNS
     )
+    by_due, by_due_examples = _raw_violations(
+        _DUE_ROLLUP_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, ROLLUP_COLUMNS
+    )
+    rows += by_due
+    row_examples += by_due_examples
     blocks, block_examples = _raw_violations(
         _BLOCKS_DIFFERENT_SQL.format(tenant=tenant_sql), tenant_params * 2, BLOCK_COLUMNS
     )

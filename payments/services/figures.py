@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max
 
 from billing.models import Invoice
-from payments.models import InvoiceBlock, InvoiceFigures, InvoiceFiguresBuild, InvoiceRollup
+from payments.models import InvoiceBlock, InvoiceDueRollup, InvoiceFigures, InvoiceFiguresBuild, InvoiceRollup
 
 BUILD_BATCH_SIZE = 20_000
 
@@ -57,7 +57,7 @@ def figures_build(
                 progress(build.cursor_invoice_id, build.upper_invoice_id)
         build_model.objects.using(using).filter(pk=build.pk).delete()
         # Fresh statistics for the planner: the tables went from empty to one row per invoice.
-        cursor.execute("ANALYZE payments_invoicefigures, payments_invoicerollup, payments_invoiceblock")
+        cursor.execute("ANALYZE payments_invoicefigures, payments_invoicerollup, payments_invoiceduerollup, payments_invoiceblock")
     return done
 
 
@@ -70,7 +70,7 @@ def figures_rebuild(*, using: str = DEFAULT_DB_ALIAS, batch_size: int = BUILD_BA
         with connections[using].cursor() as cursor:
             cursor.execute(
                 f"TRUNCATE {InvoiceFigures._meta.db_table}, {InvoiceRollup._meta.db_table}, "
-                f"{InvoiceBlock._meta.db_table}, {InvoiceFiguresBuild._meta.db_table}"
+                f"{InvoiceDueRollup._meta.db_table}, {InvoiceBlock._meta.db_table}, {InvoiceFiguresBuild._meta.db_table}"
             )
         InvoiceFiguresBuild.objects.using(using).create()
     return figures_build(using=using, batch_size=batch_size, progress=progress)

@@ -22,6 +22,7 @@ from payments.models import (
     INVOICE_BLOCK_BITS,
     FiguresState,
     InvoiceBlock,
+    InvoiceDueRollup,
     InvoiceFigures,
     InvoiceFiguresBuild,
     InvoiceRollup,
@@ -278,6 +279,7 @@ def test_an_interrupted_build_resumes_and_readers_compute_live_meanwhile(mixed_b
     assert figures_ready()  # the fixture's upkeep first, then start from nothing
     InvoiceFigures.objects.all().delete()
     InvoiceRollup.objects.all().delete()
+    InvoiceDueRollup.objects.all().delete()
     InvoiceBlock.objects.all().delete()
     InvoiceFiguresBuild.objects.create()
     assert not figures_ready()
@@ -314,8 +316,8 @@ def test_verify_names_a_drifted_read_model_and_a_rebuild_mends_it(mixed_books):
         cursor.execute("UPDATE payments_invoicerollup SET invoice_count = invoice_count + 2 WHERE id = (SELECT min(id) FROM payments_invoicerollup)")
     result = check_read_model()
     assert not result.ok
-    # the invoice, the rollup row it falls in (its paid sum no longer adds up) and the bumped row
-    assert result.count == 3 and "pay10_rebuild_figures" in result.explanation
+    # the invoice, the two rollup rows it falls in (their paid sums no longer add up) and the bumped row
+    assert result.count == 4 and "pay10_rebuild_figures" in result.explanation
     assert result.examples[0]["id"] == invoice.pk
 
     assert figures_rebuild(batch_size=5) == Invoice.objects.count()

@@ -1,6 +1,7 @@
 """The data migration `payments 0003_pay10_backfill`: a plain `migrate` on a legacy database ends
 fully migrated; reversing to `payments 0001_initial` leaves the legacy tables exactly as they were;
-migrating forward again gives the same result."""
+migrating forward again gives the same result. On PostgreSQL the same `migrate` then builds the
+FIN-01/FIN-02 read model (0004/0005), which readers use from then on."""
 from io import StringIO
 
 import pytest
@@ -9,7 +10,11 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from billing.models import Invoice
-from payments.models import BackfillRun, InvoiceMigration, PaymentMigration
+from billing.selectors import finance
+from billing.selectors.finance import Period, finance_summary
+from payments.models import BackfillRun, InvoiceFigures, InvoiceMigration, PaymentMigration
+from payments.selectors.figures import figures_ready
+from payments.selectors.verification import check_read_model
 from payments.services.legacy_seed import legacy_seed
 from tests.payments.test_backfill_run import money_state
 
@@ -58,3 +63,23 @@ def test_migrate_backfills_and_reverse_restores_the_legacy_tables_exactly(legacy
     migrate()
     assert money_state() == first
     assert PaymentMigration.objects.count() > 0
+
+
+@pytest.mark.postgres
+def test_the_final_migrate_builds_the_read_model_that_readers_then_use(legacy_database, monkeypatch):
+    legacy_seed(tenant_id="rcme-dev", invoices=80, seed=5)
+    live_before = finance_summary(tenant=None, period=Period.ALL_TIME)  # legacy state: computed live
+
+    migrate()  # 0002, 0003 (the backfill), 0004 and 0005 (the read model, built over the backfilled invoices)
+    assert figures_ready()
+    assert InvoiceFigures.objects.count() == Invoice.objects.count()
+    assert check_read_model().ok
+    from_read_model = finance_summary(tenant=None, period=Period.ALL_TIME)
+    assert from_read_model["currencies"].keys() == live_before["currencies"].keys()
+    monkeypatch.setattr(finance, "figures_ready", lambda: False)
+    assert finance_summary(tenant=None, period=Period.ALL_TIME) == from_read_model
+    monkeypatch.undo()
+
+    migrate("payments", "0003_pay10_backfill")  # drops the read model only
+    assert not figures_ready()
+    assert InvoiceMigration.objects.count() == Invoice.objects.count()

@@ -103,6 +103,7 @@ class Payment(models.Model):
             # (a legacy row counts by its legacy status until the backfill maps it).
             models.Index(
                 fields=["tenant", "received_at"],
+                include=["currency", "amount_cents"],  # summed from the index alone (PostgreSQL)
                 condition=Q(verification_status="PENDING") | Q(verification_status__isnull=True, status="PENDING"),
                 name="payments_payment_pending",
             ),
@@ -135,7 +136,14 @@ class Credit(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
         ]
-        indexes = [models.Index(fields=["tenant", "currency"], name="payments_credit_tenant_cur")]
+        indexes = [
+            models.Index(fields=["tenant", "currency"], name="payments_credit_tenant_cur"),
+            # FIN-01's unapplied credit: a tenant's credits in source-payment order, summed from the
+            # index alone, anti-joined to the rejected payments.
+            models.Index(
+                fields=["tenant", "source_payment"], include=["currency", "amount_cents"], name="payments_credit_source_cover"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"credit {self.id} ({self.amount_cents} {self.currency})"

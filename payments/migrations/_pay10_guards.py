@@ -84,6 +84,9 @@ DECLARE
     v_amount bigint;
     v_crosses boolean;
     v_work_mem text;
+    v_hashjoin text;
+    v_mergejoin text;
+    v_seqscan text;
 BEGIN
     IF to_regclass('{TOUCHED}') IS NOT NULL THEN
         SELECT coalesce(sum(cardinality(ids)), 0) INTO v_noted FROM {TOUCHED};
@@ -99,14 +102,23 @@ BEGIN
             SELECT a.invoice_id FROM payments_allocation a
             WHERE a.payment_id = ANY (ARRAY(SELECT u.id FROM {TOUCHED} t, unnest(t.ids) AS u(id) WHERE t.kind = 'P'))
         ) x;
-        -- Hash joins and aggregates over a bulk write's ids fit in memory (reset below).
+        -- Aggregates over a bulk write's ids fit in memory, and every row is reached by index
+        -- probes from the noted ids, never by scanning a whole table: a hash join would read all of
+        -- payments and invoices at every commit, a cost that grows with the tables (the backfill
+        -- commits a batch at a time, so it grew with their square). Reset below.
         v_work_mem := current_setting('work_mem');
+        v_hashjoin := current_setting('enable_hashjoin');
+        v_mergejoin := current_setting('enable_mergejoin');
+        v_seqscan := current_setting('enable_seqscan');
         PERFORM set_config('work_mem', '{CHECK_WORK_MEM}', true);
-        -- EXECUTE plans each check for this transaction's ids (hashed `= ANY` and hash joins for a
-        -- bulk write, index probes for a service's handful), where a cached plan would keep the first.
+        PERFORM set_config('enable_hashjoin', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+        PERFORM set_config('enable_seqscan', 'off', true);
+        -- EXECUTE plans each check for this transaction's ids (a hashed `= ANY` for a bulk write),
+        -- where a cached plan would keep the first.
         -- One grouped pass per kind checks both the amount bound and invariant 4.
         EXECUTE $q$
-            -- MATERIALIZED: planned for all rows (hash joins), not for a fast first row.
+            -- MATERIALIZED: planned for all rows, not for a fast first row.
             WITH violations AS MATERIALIZED (
                 SELECT i.id,
                        coalesce(sum(a.amount_cents) FILTER (
@@ -147,7 +159,7 @@ BEGIN
 
         -- A payment's usage: active allocations, credits issued from it, refunds of its unallocated money.
         EXECUTE $q$
-            -- MATERIALIZED: planned for all rows (hash joins), not for a fast first row.
+            -- MATERIALIZED: planned for all rows, not for a fast first row.
             WITH violations AS MATERIALIZED (
                 SELECT p.id, sum(u.cents), p.amount_cents,
                        coalesce(bool_or(u.tenant_id <> p.tenant_id OR u.currency <> p.currency), false)
@@ -185,7 +197,7 @@ BEGIN
 
         -- A credit's usage: active applications and refunds of it.
         EXECUTE $q$
-            -- MATERIALIZED: planned for all rows (hash joins), not for a fast first row.
+            -- MATERIALIZED: planned for all rows, not for a fast first row.
             WITH violations AS MATERIALIZED (
                 SELECT c.id, sum(u.cents), c.amount_cents
                 FROM (
@@ -209,6 +221,9 @@ BEGIN
                 v_id, v_used, v_amount USING ERRCODE = 'check_violation';
         END IF;
         PERFORM set_config('work_mem', v_work_mem, true);
+        PERFORM set_config('enable_hashjoin', v_hashjoin, true);
+        PERFORM set_config('enable_mergejoin', v_mergejoin, true);
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
 
         IF v_noted > {TRUNCATE_FROM} THEN
             TRUNCATE {TOUCHED};  -- later plans see an empty table, not a bulk write's dead pages

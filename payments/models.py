@@ -393,20 +393,28 @@ class InvoiceFigures(models.Model):
         indexes = [models.Index(fields=["tenant", "state", "invoice"], name="payments_figures_tenant_state")]
 
 
-class InvoiceRollup(models.Model):
-    """`InvoiceFigures` added up per (tenant, currency, state, issue day, due day): what FIN-01 and
-    the FIN-02 counts read, a few thousand rows per tenant instead of millions of invoices. Kept by
-    deltas in the same commit-time step as the figures."""
+class RollupTotals(models.Model):
+    """The totals a rollup row keeps for its key, by deltas in the commit-time step that keeps the
+    figures (`payments/migrations/_pay10_figures.py`)."""
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     currency = models.CharField(max_length=3)
     state = models.CharField(max_length=8, choices=FiguresState.choices)
-    issue_day = models.DateField()
     due_day = models.DateField(help_text=f"{NO_DUE_DAY} stands for no due date.")
     invoice_count = models.BigIntegerField(default=0)
     amount_cents = models.BigIntegerField(default=0)
     paid_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class InvoiceRollup(RollupTotals):
+    """`InvoiceFigures` added up per (tenant, currency, state, issue day, due day): what FIN-01 reads
+    for a dated period (the period's issue days only)."""
+
+    issue_day = models.DateField()
 
     class Meta:
         constraints = [
@@ -416,19 +424,9 @@ class InvoiceRollup(models.Model):
         ]
 
 
-class InvoiceDueRollup(models.Model):
+class InvoiceDueRollup(RollupTotals):
     """`InvoiceRollup` without the issue day: per (tenant, currency, state, due day). FIN-01 over all
-    time and the FIN-02 counts read it (a few hundred rows per tenant: one per due day and state),
-    kept in the same commit-time step."""
-
-    id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    currency = models.CharField(max_length=3)
-    state = models.CharField(max_length=8, choices=FiguresState.choices)
-    due_day = models.DateField(help_text=f"{NO_DUE_DAY} stands for no due date.")
-    invoice_count = models.BigIntegerField(default=0)
-    amount_cents = models.BigIntegerField(default=0)
-    paid_cents = models.BigIntegerField(default=0)
+    time and the FIN-02 counts read it (a few hundred rows per tenant: one per due day and state)."""
 
     class Meta:
         constraints = [

@@ -52,7 +52,8 @@ def step(title: str) -> None:
 def main() -> int:
     # The demo owns the default SQLite file: start from nothing each time.
     os.environ["DATABASE_URL"] = f"sqlite:///{DEMO_DB}"
-    DEMO_DB.unlink(missing_ok=True)
+    for path in (DEMO_DB, *(DEMO_DB.with_name(DEMO_DB.name + suffix) for suffix in ("-wal", "-shm"))):
+        path.unlink(missing_ok=True)  # the database and its write-ahead log go together
     OUTPUT.mkdir(exist_ok=True)
     for old in OUTPUT.iterdir():
         if old.is_file():
@@ -117,6 +118,7 @@ def main() -> int:
         print(f"  {kind}: {count}")
     print(f"Verification: {'skipped' if verified is None else 'ok' if verified else 'FAILED'}")
     print(f"Outputs in {OUTPUT}/")
+    print("Next: `make serve` serves this database and prints an admin login (runbook Step 7).")
     return 0 if backfilled and verified is not False else 1
 
 

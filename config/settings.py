@@ -1,19 +1,23 @@
 """pay10 settings, read from the environment (django-environ, cookiecutter-django names).
 
 DATABASE_URL defaults to a SQLite file in the project root; production and CI point it at
-PostgreSQL. DJANGO_SECRET_KEY has no default unless DJANGO_DEBUG is on, so a production
-deployment without one fails loudly at start-up. A `.env` file in the project root is read
-if present (`make` writes one for local development).
+PostgreSQL. DEBUG is off unless DJANGO_DEBUG says otherwise, and DJANGO_SECRET_KEY has no default
+then, so a deployment without one fails loudly at start-up. Nothing in the checkout turns DEBUG on:
+the make targets pass DJANGO_DEBUG=true to their own commands, and a `.env` file is read only when
+DJANGO_READ_DOT_ENV_FILE=true is set in the environment. docs/deploy.md lists every variable.
 """
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 
+from config import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-env.read_env(BASE_DIR / ".env")
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if DEBUG:
@@ -24,8 +28,14 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for each other instead of failing at once with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Concurrent writers wait for each other instead of failing with "database is locked": every
+    # transaction takes the write lock when it begins (a deferred one that read first could not
+    # wait for it), waits up to 30 s for it, and WAL lets readers go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        transaction_mode="IMMEDIATE",
+        timeout=30,
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Lets several checkouts test against one PostgreSQL server at once without sharing a test
     # database (SQLite tests run in memory and never collide).
@@ -48,7 +58,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.request_context.RequestContextMiddleware",
+    "config.request_log.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -90,8 +102,32 @@ USE_TZ = True
 # false makes them compute live from the allocations (same figures, slower at scale).
 PAY10_READ_MODEL = env.bool("PAY10_READ_MODEL", default=True)
 
+# Static files (the admin's CSS and JavaScript) are served by whitenoise from STATIC_ROOT, filled by
+# `manage.py collectstatic` at deploy time; with DEBUG on it serves them from the apps directly.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# TLS is terminated by a proxy in front of gunicorn, which must set X-Forwarded-Proto (and overwrite
+# one sent by a client). Whenever DEBUG is off the defaults are the safe ones (`check --deploy`
+# clean); the variables are cookiecutter-django's names.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes of the load balancer may use plain HTTP
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = env.bool("DJANGO_SECURE_CONTENT_TYPE_NOSNIFF", default=True)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
@@ -114,9 +150,21 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Log lines on stderr: JSON lines (config.logs.JsonLineFormatter) unless stderr is a terminal;
+# DJANGO_LOG_FORMAT=json|text chooses. `pay10.*` loggers (requests, refused payment operations,
+# backfill batches) log at INFO; everything else from WARNING.
+LOG_LEVEL = env("DJANGO_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="WARNING")},
+    "formatters": {"json": {"()": "config.logs.JsonLineFormatter"}, "text": {"format": logs.TEXT_FORMAT}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": logs.log_format()}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "pay10": {"level": env("PAY10_LOG_LEVEL", default="INFO")},
+        # Django's own lines go to the same handler (not its DEBUG-only plain console); its 4xx
+        # warnings repeat what the request line says, so only errors.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.request": {"level": "ERROR"},
+    },
 }

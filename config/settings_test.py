@@ -6,3 +6,8 @@ os.environ.setdefault("DJANGO_DEBUG", "true")
 from config.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# pytest-django runs with DEBUG off and no `collectstatic`: whitenoise serves the apps' static files
+# from their directories, as it does with DEBUG on.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

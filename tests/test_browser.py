@@ -1,7 +1,8 @@
 """The admin in a real browser: Debian's Chromium driven by Playwright against a live server.
 
 Runbook step 7 (spot-check in the admin UI). The test fails, never skips, when Chromium is missing:
-`.ci/run` installs it, so a missing browser is a broken machine, not a reason to pass.
+`make test` installs it (or says what to install), so a missing browser is a broken machine, not a
+reason to pass.
 Screenshots land in `test-artifacts/` (gitignored).
 """
 import os
@@ -37,7 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ERROR_NO_CHROMIUM = (
-    f"chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` (.ci/run does); "
+    f"chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` (`make test` does when root); "
     "the browser test must not be skipped"
 )
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"

@@ -3,6 +3,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from billing.models import Tenant
+from config.request_log import note_tenant
 
 ERROR_NO_TENANT = "this API user acts for no tenant"
 ERROR_OTHER_TENANT = "you may not read another tenant's data"
@@ -39,4 +40,5 @@ def tenant_for_request(request, requested_tenant_id: str | None) -> Tenant | Non
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         raise NotFound(f"tenant {tenant_id!r} does not exist")
+    note_tenant(request, tenant.pk)
     return tenant

@@ -4,7 +4,13 @@ service and render the result; the rules live in `payments.services`.
 Status codes: 401 without a valid token; 403 a tenant token on a staff-only action; 404 an unknown
 id or another tenant's id (never revealing it exists); 400 a malformed body, field by field; 409 a
 rule the request would break (`payments.services.errors`), with a message that names it.
+
+Every refused operation (a 4xx answer to a POST) logs one line on `pay10.payments.refused`: the
+operation, status, code, detail, the ids in the path, user and tenant (the request id comes with it).
 """
+import json
+import logging
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -35,6 +41,8 @@ from payments.services.allocations import allocation_create, allocation_reverse,
 from payments.services.credits import credit_apply
 from payments.services.invoices import invoice_void
 from payments.services.payments import MAX_TEXT_LENGTH, payment_record, payment_refund, payment_reject, payment_verify
+
+refusals = logging.getLogger("pay10.payments.refused")
 
 ERROR_STAFF_TENANT_REQUIRED = "staff must name the tenant the payment is for"
 ERROR_STAFF_ONLY_FIELD = "only staff may set {field}"
@@ -79,8 +87,36 @@ class OperationView(APIView):
     def handle_exception(self, exc):
         for error_class, (status_code, code) in STATUS_OF_ERROR.items():
             if isinstance(exc, error_class):
-                return Response({"detail": exc.message, "code": code}, status=status_code)
-        return super().handle_exception(exc)
+                response = Response({"detail": exc.message, "code": code}, status=status_code)
+                break
+        else:
+            response = super().handle_exception(exc)
+        if self.request.method == "POST" and 400 <= response.status_code < 500:
+            self.log_refusal(exc, response)
+        return response
+
+    def log_refusal(self, exc, response: Response) -> None:
+        operation = self.request.resolver_match.url_name if self.request.resolver_match else type(self).__name__
+        data = response.data if isinstance(response.data, dict) else {"detail": response.data}
+        detail = data.get("detail", data)
+        if isinstance(detail, dict):  # a 400: the bad fields and their messages
+            detail = {field: [str(message) for message in messages] for field, messages in detail.items()}
+        user = getattr(self.request, "user", None)
+        refusals.warning(
+            "%s refused (%s): %s",
+            operation,
+            response.status_code,
+            json.dumps(detail) if isinstance(detail, dict) else detail,
+            extra={
+                "operation": operation,
+                "status": response.status_code,
+                "code": data.get("code") or getattr(exc, "default_code", None),
+                "detail": detail,
+                "ids": dict(self.kwargs),
+                "user": user.get_username() if user is not None and user.is_authenticated else None,
+                "tenant": getattr(self.request._request, "pay10_tenant_id", None),
+            },
+        )
 
     @staticmethod
     def path_id(value: int, *, what: str) -> int:

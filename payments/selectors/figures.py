@@ -39,15 +39,34 @@ _MONEY_OF_STATE = {FiguresState.PAID: (1, 1), FiguresState.PART: (2, 1), Figures
 NO_DUE = date.fromisoformat(NO_DUE_DAY)
 
 
-def figures_ready(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+# What `figures_state()` answers (shown by /readyz): readers use the read model only when "ready".
+READ_MODEL_READY = "ready"
+READ_MODEL_BUILDING = "building"
+READ_MODEL_NOT_INSTALLED = "not_installed"  # before 0004_invoice_figures
+READ_MODEL_NOT_USED = "not_used"  # SQLite, or TIME_ZONE other than UTC: readers compute live
+READ_MODEL_OFF = "off"  # PAY10_READ_MODEL=false
+
+
+def figures_state(*, using: str = DEFAULT_DB_ALIAS) -> str:
     connection = connections[using]
-    if not settings.PAY10_READ_MODEL or connection.vendor != "postgresql" or settings.TIME_ZONE != "UTC":
-        return False
+    if not settings.PAY10_READ_MODEL:
+        return READ_MODEL_OFF
+    if connection.vendor != "postgresql" or settings.TIME_ZONE != "UTC":
+        return READ_MODEL_NOT_USED
     if using not in _installed:
         with connection.cursor() as cursor:
             _installed[using] = InvoiceRollup._meta.db_table in connection.introspection.table_names(cursor)
-    if not _installed[using] or InvoiceFiguresBuild.objects.using(using).exists():
+    if not _installed[using]:
+        return READ_MODEL_NOT_INSTALLED
+    if InvoiceFiguresBuild.objects.using(using).exists():
+        return READ_MODEL_BUILDING
+    return READ_MODEL_READY
+
+
+def figures_ready(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    if figures_state(using=using) != READ_MODEL_READY:
         return False
+    connection = connections[using]
     if connection.in_atomic_block:
         # Read this transaction's own writes: bring its commit-time upkeep forward (SET CONSTRAINTS
         # runs what is queued), then queue what follows for the commit again.

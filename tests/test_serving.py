@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,13 +15,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.live_http import ROOT, cookies, free_port, http_call, manage
 PUBLIC_HOST = "pay10.example.test"
 PUBLIC_ORIGIN = f"https://{PUBLIC_HOST}"
 ADMIN_PASSWORD = "served-admin-password-1"
@@ -42,13 +40,7 @@ class Served:
                 tls: bool = True) -> tuple[int, http.client.HTTPMessage, bytes]:
         """One request as the proxy forwards it: the public host name and, for TLS, X-Forwarded-Proto."""
         sent = {"Host": PUBLIC_HOST} | ({"X-Forwarded-Proto": "https"} if tls else {}) | (headers or {})
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            connection.close()
+        return http_call(self.port, method, path, body=body, headers=sent)
 
     def api(self, method: str, path: str, payload: dict | None = None, **headers) -> tuple[int, dict, dict]:
         status, response_headers, body = self.request(
@@ -65,12 +57,6 @@ class Served:
         return [json.loads(line) for line in stream.read_text().splitlines() if line.startswith("{")]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _production_environment(tmp: Path) -> dict:
     """Only what a deploy sets: no DJANGO_DEBUG, so the production defaults apply."""
     return {
@@ -84,26 +70,19 @@ def _production_environment(tmp: Path) -> dict:
     }
 
 
-def _manage(environment: dict, *args: str, **extra_env) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment | extra_env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"manage.py {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Served:
     tmp = tmp_path_factory.mktemp("served")
     environment = _production_environment(tmp)
-    _manage(environment, "migrate", "--verbosity", "0")
-    _manage(environment, "collectstatic", "--no-input", "--verbosity", "0")
-    _manage(environment, "shell", "-c",
+    manage(environment, "migrate", "--verbosity", "0")
+    manage(environment, "collectstatic", "--no-input", "--verbosity", "0")
+    manage(environment, "shell", "-c",
             f"from billing.models import Tenant; Tenant.objects.create(id={TENANT!r}, name='Acme', currency='KES')")
-    _manage(environment, "createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.test",
+    manage(environment, "createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.test",
             DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD)
-    staff_token = _manage(environment, "create_api_token", "staff-api", "--staff").strip().splitlines()[-1]
+    staff_token = manage(environment, "create_api_token", "staff-api", "--staff").strip().splitlines()[-1]
 
-    port = _free_port()
+    port = free_port()
     stdout, stderr = tmp / "gunicorn.out", tmp / "gunicorn.err"
     with open(stdout, "w") as out, open(stderr, "w") as err:
         process = subprocess.Popen(
@@ -150,17 +129,10 @@ def test_plain_http_is_redirected_to_https(served):
     assert "max-age=60" in headers["Strict-Transport-Security"]
 
 
-def _cookies(headers: http.client.HTTPMessage) -> SimpleCookie:
-    jar = SimpleCookie()
-    for header in headers.get_all("Set-Cookie") or []:
-        jar.load(header)
-    return jar
-
-
 def _log_in(served: Served, *, origin: str) -> tuple[int, http.client.HTTPMessage]:
     status, headers, body = served.request("GET", "/admin/login/?next=/admin/")
     assert status == 200
-    csrf_cookie = _cookies(headers)["csrftoken"]
+    csrf_cookie = cookies(headers)["csrftoken"]
     assert csrf_cookie["secure"], "the CSRF cookie must be Secure when DEBUG is off"
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
     form = urlencode({"username": "admin", "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token, "next": "/admin/"})
@@ -176,7 +148,7 @@ def test_admin_login_through_a_tls_proxy_succeeds_and_pages_are_styled(served):
     status, headers = _log_in(served, origin=PUBLIC_ORIGIN)
     assert status == 302, "the login was refused"
     assert headers["Location"] == "/admin/"
-    session = _cookies(headers)["sessionid"]
+    session = cookies(headers)["sessionid"]
     assert session["secure"] and session["httponly"]
 
     status, _headers, page = served.request("GET", "/admin/", headers={"Cookie": f"sessionid={session.value}"})

@@ -15,7 +15,7 @@ def _import_settings(**env) -> subprocess.CompletedProcess:
 
 
 def test_secret_key_is_required_when_debug_is_off():
-    # Named explicitly: the environment wins over the project's `.env`.
+    # Named explicitly: DEBUG off is also the default.
     result = _import_settings(DJANGO_DEBUG="false")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr

@@ -16,6 +16,11 @@ executable by PUBLIC (PostgreSQL's default).
 """
 from django.db import connection, transaction
 
+# Row locks (SELECT ... FOR UPDATE, the services' lock order) need UPDATE on some column: on a table
+# the service only inserts into, UPDATE of its key alone, which changes nothing it may not (the
+# foreign keys that point at it refuse a new key).
+LOCK_ONLY = "UPDATE (id)"
+
 R, RI, RIU, RIUD, RID, RU = (
     ("SELECT",),
     ("SELECT", "INSERT"),
@@ -52,7 +57,7 @@ RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
     "payments_payment": RIU,
     "payments_allocation": RI,
     "payments_allocationreversal": RI,
-    "payments_credit": RI,
+    "payments_credit": (*RI, LOCK_ONLY),
     "payments_refund": RI,
     "payments_paymentauditlog": RI,
     # migrate-on-first-write (a write to an invoice the backfill has not reached migrates it first)

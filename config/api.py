@@ -93,9 +93,17 @@ class AddressRateThrottle(_SettingsRateThrottle):
 
 
 class ThrottleFirstMixin:
-    """For API views: throttles before permissions, so that a caller without a valid token (none, a
-    wrong one, an expired one) is throttled per address before it is told 401 — token guessing is
-    throttled too. A failed authentication is kept and raised after the throttles."""
+    """For API views: an undocumented method is a 405 before anything else; throttles run before
+    permissions, so that a caller without a valid token (none, a wrong one, an expired one) is
+    throttled per address before it is told 401 — token guessing is throttled too. A failed
+    authentication is kept and raised after the throttles."""
+
+    def initial(self, request, *args, **kwargs):
+        method = request.method.lower()
+        undocumented = method == "options" and self.metadata_class is None
+        if undocumented or method not in self.http_method_names or not hasattr(self, method):
+            raise exceptions.MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
 
     def perform_authentication(self, request):
         try:

@@ -579,3 +579,41 @@ def test_command_audit_rows_carry_the_os_user(acme):
     row = PaymentAuditLog.objects.get(payment=payment)
     assert row.extra["origin"] == {"osUser": os_user()}
     assert os_user()
+
+
+# --- what the outside fuzzer (bin/fuzz-api) found ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["options", "put", "delete", "patch", "trace"])
+def test_an_undocumented_method_is_a_405_before_permissions(tenant_client, method):
+    response = tenant_client.generic(method.upper(), "/api/payments/1/verify")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_bodies_are_json_only(acme, tenant_client):
+    response = tenant_client.post("/api/payments", {"amountCents": "100", "currency": "KES", "channel": "CARD"})
+
+    assert response.status_code == 415
+    assert not Payment.objects.exists()
+
+
+def test_every_operation_documents_its_json_error_answers(tenant_client):
+    schema = tenant_client.get("/api/schema/", {"format": "json"}).json()
+
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            for status in ("400", "401", "403", "404", "405", "406", "429"):
+                assert list(responses[status]["content"]) == ["application/json"], (method, path, status)
+            if method == "post":
+                assert {"413", "415"} <= set(responses), (method, path)
+            if "requestBody" in operation:
+                assert list(operation["requestBody"]["content"]) == ["application/json"], (method, path)
+
+
+def test_a_blank_reason_is_documented_as_refused(tenant_client):
+    schema = tenant_client.get("/api/schema/", {"format": "json"}).json()
+
+    assert schema["components"]["schemas"]["ReasonRequest"]["properties"]["reason"]["pattern"] == r"\S"

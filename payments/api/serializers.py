@@ -52,7 +52,8 @@ class StrictIntegerField(serializers.Field):
 
 
 class StrictCharField(serializers.CharField):
-    """Text that was a JSON string (DRF's CharField would turn 5 or true into text)."""
+    """Text that was a JSON string (DRF's CharField would turn 5 or true into text). Surrounding
+    blanks are trimmed; where blank text is refused, the schema says so with a pattern."""
 
     def to_internal_value(self, data) -> str:
         if not isinstance(data, str):
@@ -66,6 +67,24 @@ def amount_field(**kwargs) -> StrictIntegerField:
 
 def id_field(**kwargs) -> StrictIntegerField:
     return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class StrictCharFieldExtension(OpenApiSerializerFieldExtension):
+    """A StrictCharField is a string with its length bounds; one that refuses blank text has a
+    non-blank character."""
+
+    target_class = StrictCharField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = build_basic_type(OpenApiTypes.STR)
+        if self.target.max_length is not None:
+            schema["maxLength"] = self.target.max_length
+        if self.target.min_length is not None:
+            schema["minLength"] = self.target.min_length
+        if not self.target.allow_blank:
+            schema["minLength"] = max(schema.get("minLength", 1), 1)
+            schema["pattern"] = r"\S"
+        return schema
 
 
 class StrictIntegerFieldExtension(OpenApiSerializerFieldExtension):

@@ -210,3 +210,23 @@ def test_the_unlock_is_the_owners_alone(runtime_role):
 
     with connected_as(runtime_role):
         assert "TRUNCATE refused" in _refused(f"{UNLOCK_SQL}; TRUNCATE payments_paymentauditlog")
+
+
+def test_the_runtime_roles_commands_run_as_that_role(runtime_role, tmp_path):
+    """The commands docs/runbook.md gives the runtime role: token lifecycle, daily refresh, verify, baseline."""
+    tenant = TenantFactory(id="acme", currency="KES")
+    MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000)
+    call_command("pay10_grant_runtime", runtime_role, stdout=StringIO())
+
+    with connected_as(runtime_role):
+        token = StringIO()
+        call_command("create_api_token", "ops", "--staff", stdout=token)
+        call_command("create_api_token", "acme-api", "--tenant", "acme", stdout=StringIO())
+        revoked = StringIO()
+        call_command("revoke_api_tokens", "ops", stdout=revoked)
+        call_command("pay10_refresh_statuses", stdout=StringIO())
+        call_command("pay10_baseline", "--out", str(tmp_path / "baseline.json"), stdout=StringIO())
+        call_command("pay10_verify", "--allow-partial", stdout=StringIO())
+
+    assert revoked.getvalue().strip() == "Revoked 1 token(s) of ops."
+    assert (tmp_path / "baseline.json").exists()

@@ -617,3 +617,14 @@ def test_a_blank_reason_is_documented_as_refused(tenant_client):
     schema = tenant_client.get("/api/schema/", {"format": "json"}).json()
 
     assert schema["components"]["schemas"]["ReasonRequest"]["properties"]["reason"]["pattern"] == r"\S"
+
+
+def test_backfill_audit_rows_carry_the_os_user(acme):
+    InvoiceFactory(tenant=acme, status=InvoiceStatus.PAID, amount_cents=10_000, amount_paid_cents=10_000)
+    InvoiceFactory(tenant=acme, status=InvoiceStatus.ISSUED)
+
+    call_command("pay10_backfill", "--tenant", "acme", stdout=StringIO())
+
+    origins = [row.extra["origin"] for row in PaymentAuditLog.objects.filter(backfilled=True)]
+    assert len(origins) == 2
+    assert origins == [{"osUser": os_user()}] * 2

@@ -1,40 +1,13 @@
 """Audit trail writes. Callers run inside the transaction of the change they record.
 
-Every row says where the change came from, in `extra["origin"]`: in a request (API or admin)
-`requestId` (`config.request_context`) and, through the API, `apiTokenKey`, the non-secret key knox
-finds the caller's token by (set on the user by `config.api.ExpiringTokenAuthentication`); outside
-a request (a management command) `osUser`, the operating system user running it. (In `extra`, not in
-columns of their own: the backfill writes audit rows while the schema is still at 0003.)
+Every row says where the change came from, in `extra["origin"]` (`payments.services.origin`). In
+`extra`, not in columns of their own: the backfill writes audit rows while the schema is still at
+0003, with the code of today.
 """
-import getpass
-from functools import cache
-
 from django.db import transaction
 
-from config.api import TOKEN_KEY_ATTRIBUTE
-from config.request_context import current_request_id
 from payments.models import PaymentAuditLog
-
-
-@cache
-def os_user() -> str:
-    """Who runs this process, as the operating system knows it ("" if it cannot tell)."""
-    try:
-        return getpass.getuser()[:150]
-    except (KeyError, OSError):
-        return ""
-
-
-def audit_origin(actor=None) -> dict:
-    """Where an audit row written now, by `actor`, comes from (its `extra["origin"]`)."""
-    request_id = current_request_id()
-    if request_id is None:
-        return {"osUser": os_user()}
-    origin = {"requestId": request_id}
-    token_key = getattr(actor, TOKEN_KEY_ATTRIBUTE, None)
-    if token_key is not None:
-        origin["apiTokenKey"] = token_key
-    return origin
+from payments.services.origin import audit_origin, os_user  # noqa: F401 - os_user: part of this module's API
 
 
 def audit_log_entry(

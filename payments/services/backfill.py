@@ -42,6 +42,7 @@ from django.utils import timezone
 from payments.domain import backfill as plan_rules
 from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
+from payments.services.origin import audit_origin
 
 BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
 BACKFILL_SHARD_ALREADY_RUNNING = (
@@ -687,6 +688,7 @@ def _write_orm(
                 for r in rows]
 
     audit_rows = []
+    origin = audit_origin()
     for plan in invoice_plans:
         invoice = plan.invoice
         synthetic_id = synthetic_ids.get(invoice.id)
@@ -707,7 +709,7 @@ def _write_orm(
                     "syntheticPaymentId": synthetic_id,
                     "syntheticPaymentCents": plan.synthetic.amount_cents if plan.synthetic else 0,
                 },
-                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations], "origin": origin},
                 backfilled=True,
             )
         )
@@ -733,7 +735,7 @@ def _write_orm(
                     if credit
                     else None,
                 },
-                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations], "origin": origin},
                 backfilled=True,
             )
         )
@@ -952,10 +954,11 @@ def _write_copy(
             allocations_by_invoice[invoice_id].append(listed)
             allocations_by_payment[payment_id].append(listed)
         run_text = _json_int(run_id)
+        origin_text = dumps(audit_origin())
 
         def extra(plan) -> str:
             kinds = text[tuple(d.kind for d in plan.deviations)]
-            return f'{{"runId": {run_text}, "deviations": {kinds}}}'
+            return f'{{"runId": {run_text}, "deviations": {kinds}, "origin": {origin_text}}}'
 
         def invoice_audit(plan: InvoicePlan) -> tuple:
             invoice = plan.invoice

@@ -16,14 +16,16 @@ the error answers the OpenAPI schema documents for every operation.
 import binascii
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from django.views import defaults
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
 API_PREFIX = "/api/"
-ERROR_TOKEN_WITHOUT_EXPIRY = "Invalid token."  # the same answer as any other unusable token
+ERROR_INVALID_TOKEN = "Invalid token."  # the same answer for an undecodable token and one without expiry
 ERROR_BODY_TOO_LARGE = "the request body is over {limit} bytes"
 ERROR_BAD_CONTENT_LENGTH = "the Content-Length header is not a number of bytes"
 ERROR_NO_SUCH_PATH = "no API endpoint at {path}"
@@ -40,9 +42,9 @@ class ExpiringTokenAuthentication(TokenAuthentication):
             token.decode("utf-8")
             user, auth_token = super().authenticate_credentials(token)
         except (UnicodeDecodeError, binascii.Error, ValueError):
-            raise exceptions.AuthenticationFailed(ERROR_TOKEN_WITHOUT_EXPIRY) from None
+            raise exceptions.AuthenticationFailed(ERROR_INVALID_TOKEN) from None
         if auth_token.expiry is None:
-            raise exceptions.AuthenticationFailed(ERROR_TOKEN_WITHOUT_EXPIRY)
+            raise exceptions.AuthenticationFailed(ERROR_INVALID_TOKEN)
         setattr(user, TOKEN_KEY_ATTRIBUTE, auth_token.token_key)
         return user, auth_token
 
@@ -50,6 +52,10 @@ class ExpiringTokenAuthentication(TokenAuthentication):
 def exception_handler(exc, context):
     from rest_framework.views import exception_handler as drf_exception_handler  # DRF's settings import this module
 
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and set(response.data) == {"detail"}:
         codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
@@ -234,3 +240,17 @@ def document_common_errors(result, generator, request, public):
                 if not content:
                     content["application/json"] = {"schema": schema}
     return result
+
+
+class ExpiringTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the bearer token in the OpenAPI schema (drf-spectacular knows knox's own class only)."""
+
+    target_class = ExpiringTokenAuthentication
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `manage.py create_api_token`: `Authorization: Bearer <token>`.",
+        }

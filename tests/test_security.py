@@ -628,3 +628,22 @@ def test_backfill_audit_rows_carry_the_os_user(acme):
     origins = [row.extra["origin"] for row in PaymentAuditLog.objects.filter(backfilled=True)]
     assert len(origins) == 2
     assert origins == [{"osUser": os_user()}] * 2
+
+
+def test_django_404_and_403_raised_in_a_view_carry_a_code_too():
+    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+    from django.http import Http404
+
+    from config.api import exception_handler
+
+    assert exception_handler(Http404("gone"), {}).data == {"detail": "gone", "code": "not_found"}
+    assert exception_handler(DjangoPermissionDenied("no"), {}).data == {"detail": "no", "code": "permission_denied"}
+
+
+def test_the_schema_documents_the_bearer_token(tenant_client):
+    schema = tenant_client.get("/api/schema/", {"format": "json"}).json()
+
+    assert schema["components"]["securitySchemes"]["bearerToken"] == {
+        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["bearerToken"]["description"]
+    }
+    assert schema["paths"]["/api/payments/{payment_id}/verify"]["post"]["security"] == [{"bearerToken": []}]

@@ -4,11 +4,12 @@ Invoices are read-only here: their money changes only through `payments.services
 their status is the engine's verdict. The list's paid/pending/balance/status columns come from
 one annotated query (`invoices_with_balances`), so its cost does not grow with the page.
 """
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
+from knox.models import AuthToken
 
 from billing.admin_views import finance_dashboard
 from billing.models import Invoice, InvoiceStatus, Tenant
@@ -17,6 +18,8 @@ from payments.domain import status as engine
 from payments.models import Allocation, InvoiceMigration, PaymentAuditLog
 from payments.selectors.balances import invoices_with_balances
 from payments.selectors.schema import pay10_schema_installed
+
+MESSAGE_REVOKED = "{count} token(s) revoked."
 
 
 class ReadOnlyAdminMixin:
@@ -217,3 +220,33 @@ class TenantAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+# API tokens: minted only by `manage.py create_api_token` (tenant binding, expiry, per-user limit);
+# the admin lists them and revokes them, nothing else. knox's own admin, which mints tokens for any
+# user with no expiry, is replaced.
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("token_key", "user", "created", "expiry")
+    list_select_related = ("user",)
+    search_fields = ("token_key", "user__username")
+    fields = ("token_key", "user", "created", "expiry")
+    readonly_fields = fields
+    actions = ("revoke_tokens",)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("knox.delete_authtoken")
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Revoke selected tokens", permissions=["revoke"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[AuthToken]) -> None:
+        count, _by_model = queryset.delete()
+        self.message_user(request, MESSAGE_REVOKED.format(count=count), messages.SUCCESS)

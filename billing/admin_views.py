@@ -51,7 +51,8 @@ def _currency_sections(summary: dict) -> list[dict]:
 
 
 def finance_dashboard(request: HttpRequest, *, admin_site: AdminSite) -> TemplateResponse:
-    if not request.user.has_perm("billing.view_invoice"):
+    # The same named permission as FIN-01 over the API.
+    if not request.user.has_perm("payments.view_finance_summary"):
         raise PermissionDenied
     # An empty form field means "not chosen", as if the parameter were left out.
     data = {key: value for key, value in request.GET.items() if value != ""}

@@ -6,7 +6,7 @@ then, so a deployment without one fails loudly at start-up. Nothing in the check
 the make targets pass DJANGO_DEBUG=true to their own commands, and a `.env` file is read only when
 DJANGO_READ_DOT_ENV_FILE=true is set in the environment. docs/deploy.md lists every variable.
 """
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import environ
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "axes",
     "billing",
     "payments",
 ]
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.request_context.RequestContextMiddleware",
     "config.request_log.RequestLogMiddleware",
+    "config.api.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: refuses a locked-out admin login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,8 +93,27 @@ TEMPLATES = [
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Admin logins: django-axes locks a username at one address out after AXES_FAILURE_LIMIT failures
+# in a row, for AXES_COOLOFF_MINUTES (a success before that resets the count).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
+# Bounded input (docs/api.md "Limits"): request bodies, and what a recorded payment may say.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=256 * 1024)
+PAY10_MAX_PAYMENT_CENTS = env.int("PAY10_MAX_PAYMENT_CENTS", default=10**12)
+PAY10_RECEIVED_AT_MAX_SKEW_SECONDS = env.int("PAY10_RECEIVED_AT_MAX_SKEW_SECONDS", default=300)
+PAY10_RECEIVED_AT_FLOOR = date.fromisoformat(env("PAY10_RECEIVED_AT_FLOOR", default="2000-01-01"))
 
 LANGUAGE_CODE = "en-us"
 # "Today" for due dates and statuses is the date in this zone (SPEC: settings time zone).
@@ -130,24 +153,41 @@ SECURE_CONTENT_TYPE_NOSNIFF = env.bool("DJANGO_SECURE_CONTENT_TYPE_NOSNIFF", def
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ExpiringTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies only (integers must be JSON integers); OPTIONS is not an operation (405).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_METADATA_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # Per token for authenticated callers, per address for anonymous ones (config.api).
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.TokenRateThrottle", "config.api.AddressRateThrottle"],
 }
+# Rates are "<count>/<second|minute|hour|day>"; read at each request (config.api).
+API_THROTTLE_TOKEN_RATE = env("API_THROTTLE_TOKEN_RATE", default="600/minute")
+API_THROTTLE_ANON_RATE = env("API_THROTTLE_ANON_RATE", default="60/minute")
 
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
     "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=30)),
     "AUTO_REFRESH": False,
 }
+# Live tokens one user may hold; create_api_token refuses beyond it (revoke_api_tokens frees them).
+API_TOKEN_LIMIT_PER_USER = env.int("API_TOKEN_LIMIT_PER_USER", default=5)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "pay10 API",
     "DESCRIPTION": "Allocation-based payments and the finance read API (FIN-01, FIN-02).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is served to token holders only (config/urls.py), and documents every error answer.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.document_common_errors",
+    ],
 }
 
 # Log lines on stderr: JSON lines (config.logs.JsonLineFormatter) unless stderr is a terminal;

@@ -2,6 +2,9 @@
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
+# The suite makes many calls per token and per address; tests of throttling lower these themselves.
+os.environ.setdefault("API_THROTTLE_TOKEN_RATE", "100000/minute")
+os.environ.setdefault("API_THROTTLE_ANON_RATE", "100000/minute")
 
 from config.settings import *  # noqa: E402,F401,F403
 

@@ -2,7 +2,8 @@
 
 Everything is read-only: money changes only through `payments.services`, which audit each change.
 The payment list's verify/reject actions call those services, one payment at a time, and report a
-refusal as an admin message. Money columns come from the annotated selectors, one query per list.
+refusal as an admin message; they need the named permissions the API checks too
+(`payments.verify_payment`, `payments.reject_payment`). Money columns come from the annotated selectors, one query per list.
 """
 from django import forms
 from django.contrib import admin, messages
@@ -74,8 +75,12 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return payments_with_balances().order_by("-id")
 
     def has_verify_permission(self, request: HttpRequest) -> bool:
-        """Verifying and rejecting change money: they need the right to change payments."""
-        return request.user.has_perm("payments.change_payment")
+        """The API's verify endpoint checks the same named permission."""
+        return request.user.has_perm("payments.verify_payment")
+
+    def has_reject_permission(self, request: HttpRequest) -> bool:
+        """The API's reject endpoint checks the same named permission."""
+        return request.user.has_perm("payments.reject_payment")
 
     @admin.action(description="Verify selected payments", permissions=["verify"])
     def verify_payments(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
@@ -83,7 +88,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if done:
             self.message_user(request, MESSAGE_VERIFIED.format(count=done), messages.SUCCESS)
 
-    @admin.action(description="Reject selected payments (releases their allocations)", permissions=["verify"])
+    @admin.action(description="Reject selected payments (releases their allocations)", permissions=["reject"])
     def reject_payments(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         reason = request.POST.get("reason", "").strip()
         if not reason:

@@ -110,6 +110,17 @@ class Payment(models.Model):
             # FIN-01's unapplied credit leaves out credits of rejected payments: an anti-join on these.
             models.Index(fields=["id"], condition=Q(verification_status="REJECTED"), name="payments_payment_rejected"),
         ]
+        # Named permissions of the operations a model permission is too coarse for; the API's views
+        # (`required_permission`) and the admin's actions check the same names (docs/api.md).
+        permissions = [
+            ("verify_payment", "Can verify payments"),
+            ("reject_payment", "Can reject payments"),
+            ("refund_payment", "Can refund payments"),
+            ("allocate_payment", "Can allocate payments and apply credits to invoices"),
+            ("reverse_allocation", "Can reverse allocations"),
+            ("void_invoice", "Can void invoices"),
+            ("view_finance_summary", "Can read the finance summary (FIN-01)"),
+        ]
 
     def __str__(self) -> str:
         return f"payment {self.id} ({self.amount_cents} {self.currency})"
@@ -257,7 +268,7 @@ class PaymentAuditLog(models.Model):
     amount_cents = models.BigIntegerField(null=True, blank=True, help_text="The money the event moved.")
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
-    extra = models.JSONField(default=dict, blank=True)
+    extra = models.JSONField(default=dict, blank=True)  # details; under "origin", where it came from (services.audit)
     backfilled = models.BooleanField(default=False)
 
     class Meta:

@@ -5,6 +5,8 @@ the admin reuses FIN-01's), so a bad value is a 400 with a message under the par
 The response serializers only describe the documents `billing.selectors.finance` builds, for the
 OpenAPI schema; the views return the selectors' documents unchanged.
 """
+from datetime import date
+
 from rest_framework import serializers
 
 from billing.models import InvoiceStatus
@@ -18,6 +20,11 @@ FIN02_MAX_PAGE = 10**9
 ERROR_RANGE_NEEDS_CUSTOM_PERIOD = "from/to choose a custom period: leave period out or set it to CUSTOM"
 ERROR_CUSTOM_PERIOD_NEEDS_RANGE = "period CUSTOM needs from, to or both"
 ERROR_RANGE_REVERSED = "from must not be after to"
+# Dates a period may name: far enough for any book, near enough that every zone's midnight of the
+# day after still fits in a datetime.
+FINANCE_MIN_DATE = date(1900, 1, 1)
+FINANCE_MAX_DATE = date(2999, 12, 31)
+ERROR_DATE_OUT_OF_RANGE = f"a date between {FINANCE_MIN_DATE.isoformat()} and {FINANCE_MAX_DATE.isoformat()} is required"
 
 
 class _TenantParameterMixin(serializers.Serializer):
@@ -36,8 +43,26 @@ class FinanceSummaryQuerySerializer(_TenantParameterMixin):
         required=False,
         help_text="Default ALL_TIME, or CUSTOM when from/to are given.",
     )
-    date_from = serializers.DateField(required=False, help_text="First day of a custom period (YYYY-MM-DD).")
-    date_to = serializers.DateField(required=False, help_text="Last day of a custom period (YYYY-MM-DD), inclusive.")
+    date_from = serializers.DateField(
+        required=False,
+        help_text=f"First day of a custom period (YYYY-MM-DD), {FINANCE_MIN_DATE} to {FINANCE_MAX_DATE}.",
+    )
+    date_to = serializers.DateField(
+        required=False,
+        help_text=f"Last day of a custom period (YYYY-MM-DD), inclusive, {FINANCE_MIN_DATE} to {FINANCE_MAX_DATE}.",
+    )
+
+    @staticmethod
+    def _date_in_range(value: date) -> date:
+        if not FINANCE_MIN_DATE <= value <= FINANCE_MAX_DATE:
+            raise serializers.ValidationError(ERROR_DATE_OUT_OF_RANGE)
+        return value
+
+    def validate_from(self, value: date) -> date:  # the public name of date_from
+        return self._date_in_range(value)
+
+    def validate_to(self, value: date) -> date:  # the public name of date_to
+        return self._date_in_range(value)
 
     # `from` is a Python keyword, so the two date fields take their public names here.
     PUBLIC_NAMES = {"date_from": "from", "date_to": "to"}

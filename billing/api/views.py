@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.access import IsStaff, tenant_for_request, user_tenant_id
+from billing.api.access import StaffPermission, staff_permission_check, tenant_for_request, user_tenant_id
 from billing.api.serializers import (
     FinanceSummaryQuerySerializer,
     FinanceSummarySerializer,
@@ -18,6 +18,7 @@ from billing.api.serializers import (
     InvoicePageSerializer,
 )
 from billing.selectors.finance import finance_summary, invoice_page
+from config.api import ThrottleFirstMixin
 
 ERROR_STAFF_TENANT_REQUIRED = "staff must name a tenant (or use a token bound to one)"
 
@@ -28,8 +29,14 @@ _UNAUTHENTICATED = OpenApiResponse(description="No valid token (`Authorization: 
 _UNKNOWN_TENANT = OpenApiResponse(description="The named tenant does not exist.")
 
 
-class FinanceSummaryView(APIView):
-    permission_classes = [IsAuthenticated, IsStaff]
+def query_data(request: Request) -> dict:
+    """The query string as a plain dict, so that `period=` (empty) is a value to validate, not absence."""
+    return request.query_params.dict()
+
+
+class FinanceSummaryView(ThrottleFirstMixin, APIView):
+    permission_classes = [IsAuthenticated, StaffPermission]
+    required_permission = "payments.view_finance_summary"
 
     @extend_schema(
         operation_id="finance_summary",
@@ -38,15 +45,16 @@ class FinanceSummaryView(APIView):
             "Per currency (never adding two currencies): invoiced, collected, outstanding, overdue, pending "
             "verification, unapplied credit, count and amount by status, receivables aging. Invoice figures "
             "follow the invoice's issue date (issued_at, else created_at); pending verification follows the "
-            "payment's received_at; unapplied credit is what credits hold now. Staff only; without `tenant`, "
-            "every tenant."
+            "payment's received_at; unapplied credit is what credits hold now. Staff with the permission "
+            "`payments.view_finance_summary` only; without `tenant`, every tenant (a staff user bound to a tenant: "
+            "that tenant only)."
         ),
         parameters=[FinanceSummaryQuerySerializer],
         responses={
             200: FinanceSummarySerializer,
             400: _BAD_PARAMETERS,
             401: _UNAUTHENTICATED,
-            403: OpenApiResponse(description="The caller is not staff."),
+            403: OpenApiResponse(description="The caller is not staff, lacks the permission, or is bound to another tenant."),
             404: _UNKNOWN_TENANT,
         },
         examples=[
@@ -60,7 +68,7 @@ class FinanceSummaryView(APIView):
         tags=["finance"],
     )
     def get(self, request: Request) -> Response:
-        query = FinanceSummaryQuerySerializer(data=request.query_params)
+        query = FinanceSummaryQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         params = query.validated_data
         tenant = tenant_for_request(request, params.get("tenant"))
@@ -78,7 +86,7 @@ class FinanceSummarySlashView(FinanceSummaryView):
     """The same endpoint reached with a trailing slash; left out of the schema to list it once."""
 
 
-class InvoicePageView(APIView):
+class InvoicePageView(ThrottleFirstMixin, APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -87,8 +95,8 @@ class InvoicePageView(APIView):
         description=(
             "One page of the caller's tenant's invoices, newest first, with paid, pending and balance, and the "
             "status the engine gives today (never a stale stored one). A tenant token reads its own tenant "
-            "(naming another is 403). Staff name the tenant with `tenant`; a staff token bound to a tenant "
-            "defaults to it; otherwise a missing `tenant` is 400. A page past the end has empty results."
+            "(naming another is 403). Staff (permission `billing.view_invoice`) name the tenant with `tenant`; "
+            "a staff token bound to a tenant reads that tenant only; otherwise a missing `tenant` is 400. A page past the end has empty results."
         ),
         parameters=[InvoicePageQuerySerializer],
         responses={
@@ -101,9 +109,10 @@ class InvoicePageView(APIView):
         tags=["finance"],
     )
     def get(self, request: Request) -> Response:
-        query = InvoicePageQuerySerializer(data=request.query_params)
+        query = InvoicePageQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         params = query.validated_data
+        staff_permission_check(request.user, "billing.view_invoice")
         requested_tenant_id = params.get("tenant")
         if requested_tenant_id is None and request.user.is_staff:
             requested_tenant_id = user_tenant_id(request.user)

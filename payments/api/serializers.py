@@ -4,6 +4,7 @@ Requests are validated strictly so that no input reaches the services malformed:
 JSON integers (not strings, floats or booleans) within range, text has a length limit, dates are
 ISO 8601. Responses are read from `payments.selectors.balances`.
 """
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_basic_type
 from drf_spectacular.types import OpenApiTypes
@@ -11,7 +12,13 @@ from rest_framework import serializers
 
 from payments.models import Allocation, Payment
 from payments.services.locking import MAX_AMOUNT_CENTS
-from payments.services.payments import MAX_TEXT_LENGTH, RECORDABLE_CHANNELS, RECORDABLE_VERIFICATION_STATUSES
+from payments.services import errors
+from payments.services.payments import (
+    MAX_TEXT_LENGTH,
+    RECORDABLE_CHANNELS,
+    RECORDABLE_VERIFICATION_STATUSES,
+    received_at_validate,
+)
 
 MAX_ID = 2**63 - 1
 ERROR_NOT_AN_INTEGER = "A JSON integer is required (not a string, a decimal number or a boolean)."
@@ -45,7 +52,8 @@ class StrictIntegerField(serializers.Field):
 
 
 class StrictCharField(serializers.CharField):
-    """Text that was a JSON string (DRF's CharField would turn 5 or true into text)."""
+    """Text that was a JSON string (DRF's CharField would turn 5 or true into text). Surrounding
+    blanks are trimmed; where blank text is refused, the schema says so with a pattern."""
 
     def to_internal_value(self, data) -> str:
         if not isinstance(data, str):
@@ -59,6 +67,24 @@ def amount_field(**kwargs) -> StrictIntegerField:
 
 def id_field(**kwargs) -> StrictIntegerField:
     return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class StrictCharFieldExtension(OpenApiSerializerFieldExtension):
+    """A StrictCharField is a string with its length bounds; one that refuses blank text has a
+    non-blank character."""
+
+    target_class = StrictCharField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = build_basic_type(OpenApiTypes.STR)
+        if self.target.max_length is not None:
+            schema["maxLength"] = self.target.max_length
+        if self.target.min_length is not None:
+            schema["minLength"] = self.target.min_length
+        if not self.target.allow_blank:
+            schema["minLength"] = max(schema.get("minLength", 1), 1)
+            schema["pattern"] = r"\S"
+        return schema
 
 
 class StrictIntegerFieldExtension(OpenApiSerializerFieldExtension):
@@ -78,12 +104,28 @@ class PaymentRecordRequestSerializer(serializers.Serializer):
     currency = StrictCharField(min_length=3, max_length=3, help_text="Must be the tenant's currency.")
     channel = serializers.ChoiceField(choices=list(RECORDABLE_CHANNELS))
     reference = StrictCharField(required=False, allow_blank=True, max_length=MAX_TEXT_LENGTH, default="")
-    receivedAt = serializers.DateTimeField(required=False, help_text="ISO 8601; defaults to now.")
+    receivedAt = serializers.DateTimeField(
+        required=False,
+        help_text="ISO 8601; defaults to now. Not in the future (beyond a small clock skew), not before the floor "
+        "(PAY10_RECEIVED_AT_FLOOR).",
+    )
     verificationStatus = serializers.ChoiceField(
         choices=list(RECORDABLE_VERIFICATION_STATUSES),
         required=False,
         help_text="Staff only (card or cash at the desk is recorded VERIFIED); a tenant's payment starts PENDING.",
     )
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # The largest payment is a setting (PAY10_MAX_PAYMENT_CENTS), read when the serializer is used.
+        fields["amountCents"] = StrictIntegerField(min_value=1, max_value=settings.PAY10_MAX_PAYMENT_CENTS)
+        return fields
+
+    def validate_receivedAt(self, value):  # noqa: N802 - the API's key
+        try:
+            return received_at_validate(value)
+        except errors.InvalidInput as error:
+            raise serializers.ValidationError(error.message) from None
 
 
 class ReasonRequestSerializer(serializers.Serializer):

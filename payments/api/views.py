@@ -1,9 +1,11 @@
 """The payment operations API (issue 4). Views check who may act, validate the body, call one
 service and render the result; the rules live in `payments.services`.
 
-Status codes: 401 without a valid token; 403 a tenant token on a staff-only action; 404 an unknown
-id or another tenant's id (never revealing it exists); 400 a malformed body, field by field; 409 a
-rule the request would break (`payments.services.errors`), with a message that names it.
+Status codes: 401 without a valid token; 403 a tenant token on a staff-only action, or a staff token
+without the endpoint's permission (`required_permission`, the names the admin's actions use too);
+404 an unknown id or another tenant's id (never revealing it exists); 400 a malformed body, field by
+field; 409 a rule the request would break (`payments.services.errors`), with a message that names it.
+A staff user bound to a tenant acts on that tenant's rows only.
 
 Every refused operation (a 4xx answer to a POST) logs one line on `pay10.payments.refused`: the
 operation, status, code, detail, the ids in the path, user and tenant (the request id comes with it).
@@ -19,7 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.access import IsStaff, tenant_for_request
+from billing.api.access import StaffPermission, staff_permission_check, tenant_for_request, tenant_scope
+from config.api import ThrottleFirstMixin
 from payments.api.serializers import (
     MAX_ID,
     AllocationRequestSerializer,
@@ -40,7 +43,14 @@ from payments.services import errors
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply
 from payments.services.invoices import invoice_void
-from payments.services.payments import MAX_TEXT_LENGTH, payment_record, payment_refund, payment_reject, payment_verify
+from payments.services.payments import (
+    MAX_TEXT_LENGTH,
+    idempotency_key_validate,
+    payment_record,
+    payment_refund,
+    payment_reject,
+    payment_verify,
+)
 
 refusals = logging.getLogger("pay10.payments.refused")
 
@@ -59,7 +69,9 @@ STATUS_OF_ERROR = {
 _ERRORS = {
     400: OpenApiResponse(description="Malformed body; the response names each bad field."),
     401: OpenApiResponse(description="No valid token (`Authorization: Bearer <token>`)."),
-    403: OpenApiResponse(description="A tenant token on a staff-only action."),
+    403: OpenApiResponse(
+        ErrorSerializer, description="A tenant token on a staff-only action, or staff without the endpoint's permission."
+    ),
     404: OpenApiResponse(ErrorSerializer, description="Unknown id, or another tenant's."),
     409: OpenApiResponse(ErrorSerializer, description="A rule the request would break; `detail` names it."),
 }
@@ -79,10 +91,15 @@ def allocation_document(allocation_id: int) -> dict:
     return AllocationSerializer(Allocation.objects.select_related("reversal").get(pk=allocation_id)).data
 
 
-class OperationView(APIView):
-    """Staff-only by default; maps the services' refusals to status codes."""
+class OperationView(ThrottleFirstMixin, APIView):
+    """Staff holding `required_permission` by default; maps the services' refusals to status codes."""
 
-    permission_classes = [IsAuthenticated, IsStaff]
+    permission_classes = [IsAuthenticated, StaffPermission]
+    required_permission = ""
+
+    def scope(self, request: Request):
+        """The tenant a staff caller is limited to, or None (every tenant)."""
+        return tenant_scope(request.user)
 
     def handle_exception(self, exc):
         for error_class, (status_code, code) in STATUS_OF_ERROR.items():
@@ -141,22 +158,37 @@ class PaymentCreateView(OperationView):
         description=(
             "Money received. A tenant token records for its own tenant and its payments start PENDING; staff name "
             "the `tenant` and may record VERIFIED directly. With an `Idempotency-Key` header, a replay of the same "
-            "body returns the same payment (200); the same key with another body is a 409."
+            "body returns the same payment (200); the same key with another body is a 409. Keys starting "
+            "`pay10-backfill:` are the backfill's and are refused (400). Staff need `payments.add_payment`."
         ),
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description=f"At most {MAX_TEXT_LENGTH} characters; not starting `pay10-backfill:`.",
+            )
+        ],
         request=PaymentRecordRequestSerializer,
         responses=_responses({201: PaymentSerializer, 200: PaymentSerializer}),
         tags=["payments"],
     )
     def post(self, request: Request) -> Response:
+        staff_permission_check(request.user, "payments.add_payment")
         data = self.body(PaymentRecordRequestSerializer, request)
         idempotency_key = request.headers.get("Idempotency-Key") or None
         if idempotency_key is not None and len(idempotency_key) > MAX_TEXT_LENGTH:
             raise ValidationError({"Idempotency-Key": [ERROR_IDEMPOTENCY_KEY_TOO_LONG]})
+        if idempotency_key is not None:
+            try:
+                idempotency_key_validate(idempotency_key)
+            except errors.InvalidInput as error:
+                raise ValidationError({"Idempotency-Key": [error.message]}) from None
         verification_status = data.get("verificationStatus", VerificationStatus.PENDING)
         if not request.user.is_staff and verification_status != VerificationStatus.PENDING:
             raise PermissionDenied(ERROR_STAFF_ONLY_FIELD.format(field="verificationStatus"))
-        tenant = tenant_for_request(request, data.get("tenant"))
+        tenant = tenant_for_request(request, data.get("tenant"), unknown_is_field_error=True)
         if tenant is None:
             raise ValidationError({"tenant": [ERROR_STAFF_TENANT_REQUIRED]})
         if data["currency"] != tenant.currency:
@@ -183,10 +215,12 @@ class PaymentDetailView(OperationView):
     @extend_schema(
         operation_id="payment_get",
         summary="A payment with its balances and allocations",
+        description="A tenant token reads its own tenant's payments; staff need `payments.view_payment`.",
         responses=_responses({200: PaymentSerializer}),
         tags=["payments"],
     )
     def get(self, request: Request, payment_id: int) -> Response:
+        staff_permission_check(request.user, "payments.view_payment")
         tenant = tenant_for_request(request, None)
         queryset = payments_with_balances(tenant=tenant)
         if not queryset.filter(pk=self.path_id(payment_id, what="payment")).exists():
@@ -195,22 +229,28 @@ class PaymentDetailView(OperationView):
 
 
 class PaymentVerifyView(OperationView):
+    required_permission = "payments.verify_payment"
+
     @extend_schema(
         operation_id="payment_verify",
-        summary="Verify a pending payment (staff)",
+        summary="Verify a pending payment (staff, payments.verify_payment)",
         request=None,
         responses=_responses({200: PaymentSerializer}),
         tags=["payments"],
     )
     def post(self, request: Request, payment_id: int) -> Response:
-        payment = payment_verify(payment_id=self.path_id(payment_id, what="payment"), actor=request.user)
+        payment = payment_verify(
+            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.scope(request)
+        )
         return Response(payment_document(payment.pk))
 
 
 class PaymentRejectView(OperationView):
+    required_permission = "payments.reject_payment"
+
     @extend_schema(
         operation_id="payment_reject",
-        summary="Reject a payment, releasing its allocations (staff)",
+        summary="Reject a payment, releasing its allocations (staff, payments.reject_payment)",
         description="Refused (409) once money from it was refunded or became credit that has since been applied.",
         request=ReasonRequestSerializer,
         responses=_responses({200: PaymentSerializer}),
@@ -219,15 +259,20 @@ class PaymentRejectView(OperationView):
     def post(self, request: Request, payment_id: int) -> Response:
         data = self.body(ReasonRequestSerializer, request)
         payment = payment_reject(
-            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, reason=data["reason"]
+            payment_id=self.path_id(payment_id, what="payment"),
+            actor=request.user,
+            reason=data["reason"],
+            tenant=self.scope(request),
         )
         return Response(payment_document(payment.pk))
 
 
 class PaymentAllocateView(OperationView):
+    required_permission = "payments.allocate_payment"
+
     @extend_schema(
         operation_id="allocation_create",
-        summary="Allocate part of a payment to an invoice (staff)",
+        summary="Allocate part of a payment to an invoice (staff, payments.allocate_payment)",
         description=(
             "Never beyond the payment's unallocated money or the invoice's balance (pending money counts against "
             "it); not to DRAFT or VOID invoices; same tenant and currency only."
@@ -243,14 +288,17 @@ class PaymentAllocateView(OperationView):
             invoice_id=data["invoiceId"],
             amount_cents=data["amountCents"],
             actor=request.user,
+            tenant=self.scope(request),
         )
         return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
 
 
 class PaymentAutoAllocateView(OperationView):
+    required_permission = "payments.allocate_payment"
+
     @extend_schema(
         operation_id="payment_auto_allocate",
-        summary="Allocate a payment to the oldest open invoices (staff)",
+        summary="Allocate a payment to the oldest open invoices (staff, payments.allocate_payment)",
         description=(
             "Oldest due date first, then oldest issue date, then id. What is left becomes a credit once the "
             "payment is verified; a pending payment keeps it unallocated."
@@ -260,7 +308,9 @@ class PaymentAutoAllocateView(OperationView):
         tags=["payments"],
     )
     def post(self, request: Request, payment_id: int) -> Response:
-        allocations = payment_auto_allocate(payment_id=self.path_id(payment_id, what="payment"), actor=request.user)
+        allocations = payment_auto_allocate(
+            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.scope(request)
+        )
         return Response(
             {
                 "allocations": [allocation_document(allocation.pk) for allocation in allocations],
@@ -270,9 +320,11 @@ class PaymentAutoAllocateView(OperationView):
 
 
 class PaymentRefundView(OperationView):
+    required_permission = "payments.refund_payment"
+
     @extend_schema(
         operation_id="payment_refund",
-        summary="Refund money of a verified payment (staff)",
+        summary="Refund money of a verified payment (staff, payments.refund_payment)",
         description=(
             "From its unallocated money and its credits first, then by reversing its newest allocations (the rest "
             "of a partly needed allocation is allocated again)."
@@ -288,6 +340,7 @@ class PaymentRefundView(OperationView):
             amount_cents=data["amountCents"],
             reason=data["reason"],
             actor=request.user,
+            tenant=self.scope(request),
         )
         return Response(
             {"refunds": RefundSerializer(refunds, many=True).data, "payment": payment_document(payment_id)}
@@ -295,9 +348,11 @@ class PaymentRefundView(OperationView):
 
 
 class AllocationReverseView(OperationView):
+    required_permission = "payments.reverse_allocation"
+
     @extend_schema(
         operation_id="allocation_reverse",
-        summary="Reverse an allocation (staff)",
+        summary="Reverse an allocation (staff, payments.reverse_allocation)",
         description="Its money returns to its payment or credit; the allocation stays, with its reversal recorded.",
         request=ReasonRequestSerializer,
         responses=_responses({200: AllocationSerializer}),
@@ -306,15 +361,20 @@ class AllocationReverseView(OperationView):
     def post(self, request: Request, allocation_id: int) -> Response:
         data = self.body(ReasonRequestSerializer, request)
         reversal = allocation_reverse(
-            allocation_id=self.path_id(allocation_id, what="allocation"), actor=request.user, reason=data["reason"]
+            allocation_id=self.path_id(allocation_id, what="allocation"),
+            actor=request.user,
+            reason=data["reason"],
+            tenant=self.scope(request),
         )
         return Response(allocation_document(reversal.allocation_id))
 
 
 class CreditApplyView(OperationView):
+    required_permission = "payments.allocate_payment"
+
     @extend_schema(
         operation_id="credit_apply",
-        summary="Apply a credit to an invoice (staff)",
+        summary="Apply a credit to an invoice (staff, payments.allocate_payment)",
         request=AllocationRequestSerializer,
         responses=_responses({201: AllocationSerializer}),
         tags=["payments"],
@@ -326,14 +386,17 @@ class CreditApplyView(OperationView):
             invoice_id=data["invoiceId"],
             amount_cents=data["amountCents"],
             actor=request.user,
+            tenant=self.scope(request),
         )
         return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
 
 
 class InvoiceVoidView(OperationView):
+    required_permission = "payments.void_invoice"
+
     @extend_schema(
         operation_id="invoice_void",
-        summary="Void an invoice (staff)",
+        summary="Void an invoice (staff, payments.void_invoice)",
         description=(
             "Verified money applied to it becomes credit of its payment, applied credit returns to its credit, "
             "pending allocations are released back to their payments."
@@ -343,5 +406,7 @@ class InvoiceVoidView(OperationView):
         tags=["invoices"],
     )
     def post(self, request: Request, invoice_id: int) -> Response:
-        invoice = invoice_void(invoice_id=self.path_id(invoice_id, what="invoice"), actor=request.user)
+        invoice = invoice_void(
+            invoice_id=self.path_id(invoice_id, what="invoice"), actor=request.user, tenant=self.scope(request)
+        )
         return Response(InvoiceSerializer(invoices_with_balances().get(pk=invoice.pk)).data)

@@ -1,5 +1,12 @@
-"""The audit log refuses TRUNCATE — issue 10 fills this."""
+"""The audit log refuses TRUNCATE, for every role (issue 10; the SQL and its owner-only unlock are in
+`_pay10_audit_truncate.py`).
+
+Online: a trigger is a catalog change; it waits at most `LOCK_TIMEOUT` for its brief lock on the
+audit log, then fails (and can be rerun) rather than queue every writer behind it.
+"""
 from django.db import migrations
+
+from payments.migrations._pay10_audit_truncate import guard_install, guard_remove
 
 
 class Migration(migrations.Migration):
@@ -8,4 +15,6 @@ class Migration(migrations.Migration):
         ("payments", "0007_payment_permissions"),
     ]
 
-    operations = []
+    operations = [
+        migrations.RunPython(guard_install, guard_remove),
+    ]

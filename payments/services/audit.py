@@ -1,7 +1,13 @@
-"""Audit trail writes. Callers run inside the transaction of the change they record."""
+"""Audit trail writes. Callers run inside the transaction of the change they record.
+
+Every row says where the change came from, in `extra["origin"]` (`payments.services.origin`). In
+`extra`, not in columns of their own: the backfill writes audit rows while the schema is still at
+0003, with the code of today.
+"""
 from django.db import transaction
 
 from payments.models import PaymentAuditLog
+from payments.services.origin import audit_origin, os_user  # noqa: F401 - os_user: part of this module's API
 
 
 def audit_log_entry(
@@ -32,7 +38,7 @@ def audit_log_entry(
         amount_cents=amount_cents,
         before=before or {},
         after=after or {},
-        extra=extra or {},
+        extra={**(extra or {}), "origin": audit_origin(actor)},
         backfilled=backfilled,
     )
 

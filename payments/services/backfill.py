@@ -42,6 +42,7 @@ from django.utils import timezone
 from payments.domain import backfill as plan_rules
 from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
+from payments.services.origin import audit_origin
 
 BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
 BACKFILL_SHARD_ALREADY_RUNNING = (
@@ -49,6 +50,10 @@ BACKFILL_SHARD_ALREADY_RUNNING = (
 )
 BAD_SHARD = "a shard is i/K with 1 <= i <= K (e.g. 1/2), got {shard!r}"
 BACKFILL_NEEDS_TRANSACTION = "migrate-if-needed runs inside the transaction of the write that needs it"
+KEY_COLLISION = (
+    "payment {payment} of tenant {tenant} holds idempotency key {key!r}, which the backfill needs for invoice "
+    "{invoice}'s synthetic payment; give that payment another key, then run again (this batch wrote nothing)"
+)
 REVERSE_REFUSED = (
     "cannot reverse the PAY-10 backfill: money rows recorded after it use rows it created ({detail}); "
     "resolve them first, nothing was changed"
@@ -529,11 +534,33 @@ def _write(
 ) -> BatchResult:
     """Write the plans: a fixed handful of set-based statements whatever the batch size (COPY on
     PostgreSQL, bulk_create elsewhere; the same rows and values either way)."""
+    _key_collision_check(m, using=using, invoice_plans=invoice_plans)
     writer = _write_copy if connections[using].vendor == "postgresql" else _write_orm
     return writer(
         m, using=using, invoice_plans=invoice_plans, payment_plans=payment_plans, run_id=run_id,
         legacy_updated_at=legacy_updated_at, batch_number=batch_number,
     )
+
+
+def _key_collision_check(m: _Models, *, using: str, invoice_plans: list[InvoicePlan]) -> None:
+    """Refuse the batch (`BackfillError`, before writing anything) when a payment already holds the
+    idempotency key of a synthetic payment it would create (a client's key in the reserved
+    `pay10-backfill:` namespace, recorded before the API refused them). One indexed query."""
+    wanted = {(plan.synthetic.tenant_id, plan.synthetic.idempotency_key): plan.synthetic.invoice_id
+              for plan in invoice_plans if plan.synthetic is not None}
+    if not wanted:
+        return
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for tenant_id, key in wanted:
+        by_tenant[tenant_id].append(key)
+    condition = Q()
+    for tenant_id, keys in by_tenant.items():
+        condition |= Q(tenant_id=tenant_id, idempotency_key__in=keys)
+    taken = m.Payment.objects.using(using).filter(condition).order_by("pk").values_list("pk", "tenant_id", "idempotency_key")
+    for payment_id, tenant_id, key in taken[:1]:
+        raise BackfillError(
+            KEY_COLLISION.format(payment=payment_id, tenant=tenant_id, key=key, invoice=wanted[(tenant_id, key)])
+        )
 
 
 def _write_orm(
@@ -661,6 +688,7 @@ def _write_orm(
                 for r in rows]
 
     audit_rows = []
+    origin = audit_origin()
     for plan in invoice_plans:
         invoice = plan.invoice
         synthetic_id = synthetic_ids.get(invoice.id)
@@ -681,7 +709,7 @@ def _write_orm(
                     "syntheticPaymentId": synthetic_id,
                     "syntheticPaymentCents": plan.synthetic.amount_cents if plan.synthetic else 0,
                 },
-                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations], "origin": origin},
                 backfilled=True,
             )
         )
@@ -707,7 +735,7 @@ def _write_orm(
                     if credit
                     else None,
                 },
-                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations]},
+                extra={"runId": run_id, "deviations": [d.kind for d in plan.deviations], "origin": origin},
                 backfilled=True,
             )
         )
@@ -926,10 +954,11 @@ def _write_copy(
             allocations_by_invoice[invoice_id].append(listed)
             allocations_by_payment[payment_id].append(listed)
         run_text = _json_int(run_id)
+        origin_text = dumps(audit_origin())
 
         def extra(plan) -> str:
             kinds = text[tuple(d.kind for d in plan.deviations)]
-            return f'{{"runId": {run_text}, "deviations": {kinds}}}'
+            return f'{{"runId": {run_text}, "deviations": {kinds}, "origin": {origin_text}}}'
 
         def invoice_audit(plan: InvoicePlan) -> tuple:
             invoice = plan.invoice

@@ -18,6 +18,9 @@ ERROR_CURRENCY_MISMATCH_TENANT = "currency {currency!r} is not the tenant's curr
 ERROR_CHANNEL_INVALID = "channel must be one of {choices}"
 ERROR_VERIFICATION_STATUS_INVALID = "a payment is recorded as PENDING or VERIFIED"
 ERROR_REASON_REQUIRED = "a reason is required"
+ERROR_RECEIVED_IN_FUTURE = "receivedAt must not be in the future (more than {seconds} seconds ahead of the server's clock)"
+ERROR_RECEIVED_BEFORE_FLOOR = "receivedAt must not be before {floor}"
+ERROR_IDEMPOTENCY_KEY_RESERVED = "idempotency keys starting {prefix!r} are reserved for the PAY-10 backfill"
 
 # RuleViolation: the message names the rule the request would break.
 ERROR_INVOICE_NOT_PAYABLE = "invoice {id} is {status}: money is not applied to DRAFT or VOID invoices"

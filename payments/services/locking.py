@@ -84,12 +84,15 @@ def rows_migrate_if_needed(*, invoice_ids: Iterable[int] = (), payment_ids: Iter
     )
     if not unmigrated_invoices and not unmigrated_payments:
         return
-    from payments.services.backfill import invoice_migrate_if_needed, payment_migrate_if_needed
+    from payments.services.backfill import BackfillError, invoice_migrate_if_needed, payment_migrate_if_needed
 
-    for invoice_id in unmigrated_invoices:
-        invoice_migrate_if_needed(invoice_id=invoice_id)
-    for payment_id in unmigrated_payments:
-        payment_migrate_if_needed(payment_id=payment_id)
+    try:
+        for invoice_id in unmigrated_invoices:
+            invoice_migrate_if_needed(invoice_id=invoice_id)
+        for payment_id in unmigrated_payments:
+            payment_migrate_if_needed(payment_id=payment_id)
+    except BackfillError as error:  # e.g. a client's key in the backfill's namespace: refused, nothing written
+        raise errors.RuleViolation(str(error)) from None
 
 
 class _LockSetGrew(Exception):

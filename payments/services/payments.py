@@ -5,7 +5,9 @@ PENDING→PENDING, REJECTED→FAILED, fully refunded→REFUNDED.
 """
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
+
+from django.conf import settings
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
@@ -22,6 +24,7 @@ from payments.models import (
     Refund,
     VerificationStatus,
 )
+from payments.domain.backfill import SYNTHETIC_KEY_PREFIX
 from payments.services import errors
 from payments.services.allocations import allocation_apply, allocation_reverse_locked
 from payments.services.audit import audit_record
@@ -64,6 +67,34 @@ def _text_validate(value, *, field: str) -> str:
     return value
 
 
+def payment_amount_validate(amount_cents) -> int:
+    """A payment's amount: positive integer cents, at most `PAY10_MAX_PAYMENT_CENTS`."""
+    amount_validate(amount_cents)
+    limit = settings.PAY10_MAX_PAYMENT_CENTS
+    if amount_cents > limit:
+        raise errors.InvalidInput(errors.ERROR_AMOUNT_TOO_LARGE.format(max=limit))
+    return amount_cents
+
+
+def received_at_validate(received_at: datetime) -> datetime:
+    """Not later than now plus `PAY10_RECEIVED_AT_MAX_SKEW_SECONDS`, not before `PAY10_RECEIVED_AT_FLOOR` (UTC)."""
+    latest = timezone.now() + timedelta(seconds=settings.PAY10_RECEIVED_AT_MAX_SKEW_SECONDS)
+    if received_at > latest:
+        raise errors.InvalidInput(errors.ERROR_RECEIVED_IN_FUTURE.format(seconds=settings.PAY10_RECEIVED_AT_MAX_SKEW_SECONDS))
+    floor = datetime.combine(settings.PAY10_RECEIVED_AT_FLOOR, time.min, tzinfo=UTC)
+    if received_at < floor:
+        raise errors.InvalidInput(errors.ERROR_RECEIVED_BEFORE_FLOOR.format(floor=settings.PAY10_RECEIVED_AT_FLOOR.isoformat()))
+    return received_at
+
+
+def idempotency_key_validate(idempotency_key) -> str:
+    """A client's key: text of at most 255 characters, outside the backfill's namespace."""
+    _text_validate(idempotency_key, field="idempotency key")
+    if idempotency_key.startswith(SYNTHETIC_KEY_PREFIX):
+        raise errors.InvalidInput(errors.ERROR_IDEMPOTENCY_KEY_RESERVED.format(prefix=SYNTHETIC_KEY_PREFIX))
+    return idempotency_key
+
+
 def _replay(*, payment: Payment, fingerprint: str, idempotency_key: str) -> tuple[Payment, bool]:
     if payment.request_fingerprint != fingerprint:
         raise errors.IdempotencyConflict(errors.ERROR_IDEMPOTENCY_CONFLICT.format(key=idempotency_key))
@@ -84,7 +115,9 @@ def payment_record(
 ) -> tuple[Payment, bool]:
     """Record money received. Returns (payment, created): the same idempotency key with the same
     request returns the payment it created; with a different request it is a conflict."""
-    amount_validate(amount_cents)
+    payment_amount_validate(amount_cents)
+    if received_at is not None:
+        received_at_validate(received_at)
     if currency != tenant.currency:
         raise errors.InvalidInput(errors.ERROR_CURRENCY_MISMATCH_TENANT.format(currency=currency, expected=tenant.currency))
     if channel not in RECORDABLE_CHANNELS:
@@ -93,7 +126,7 @@ def payment_record(
         raise errors.InvalidInput(errors.ERROR_VERIFICATION_STATUS_INVALID)
     _text_validate(reference, field="reference")
     if idempotency_key is not None:
-        _text_validate(idempotency_key, field="idempotency key")
+        idempotency_key_validate(idempotency_key)
     fingerprint = _request_fingerprint(
         tenant=tenant.pk,
         amount_cents=amount_cents,

@@ -4,10 +4,17 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from billing.models import Tenant, TenantMember
+from billing.services.api_tokens import staff_group
 
 
-def bearer_client(*, username: str, staff: bool = False, tenant: Tenant | None = None) -> APIClient:
+def bearer_client(
+    *, username: str, staff: bool = False, tenant: Tenant | None = None, permissions: bool = True
+) -> APIClient:
+    """A staff client holds the PAY-10 finance permissions (as `create_api_token --staff` gives)
+    unless `permissions=False`."""
     user = get_user_model().objects.create_user(username=username, is_staff=staff)
+    if staff and permissions:
+        user.groups.add(staff_group())
     if tenant is not None:
         TenantMember.objects.create(user=user, tenant=tenant)
     _instance, token = AuthToken.objects.create(user=user)

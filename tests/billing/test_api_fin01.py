@@ -145,8 +145,8 @@ def test_no_query_string_makes_finance_summary_fail_with_500(books, staff_client
     assert response.status_code in (200, 400, 404)
 
 
-def test_openapi_schema_lists_both_finance_endpoints(db):
-    response = APIClient().get("/api/schema/", {"format": "json"})
+def test_openapi_schema_lists_both_finance_endpoints(staff_client):
+    response = staff_client.get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert {"period", "from", "to", "tenant"} <= {p["name"] for p in paths[URL]["get"]["parameters"]}

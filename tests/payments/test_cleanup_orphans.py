@@ -14,9 +14,10 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from billing.models import Invoice, InvoiceStatus
-from payments.models import Allocation, AllocationReversal, AuditEvent, Credit, InvoiceMigration, PaymentAuditLog
 from payments.management.commands.pay10_cleanup_orphans import NONE_FOUND
+from payments.models import Allocation, AllocationReversal, AuditEvent, Credit, InvoiceMigration, PaymentAuditLog
 from payments.selectors.verification import check_no_orphans
+from payments.services.audit import os_user
 from payments.services.orphans import ORPHAN_REVERSAL_REASON, orphans_cleanup
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
@@ -103,7 +104,7 @@ def test_every_removed_orphan_has_an_audit_row_with_its_full_row_before(orphans)
     assert gone.tenant_id == "acme"
     assert gone.amount_cents == 100
     assert gone.after == {"action": "deleted"}
-    assert gone.extra == {"reason": "missing invoice"}
+    assert gone.extra == {"reason": "missing invoice", "origin": {"osUser": os_user()}}
     assert gone.before["allocation"] == {
         "id": orphans["gone"].pk, "tenant_id": "acme", "invoice_id": orphans["gone"].invoice_id,
         "payment_id": orphans["gone"].payment_id, "credit_id": None, "amount_cents": 100, "backfilled": False,

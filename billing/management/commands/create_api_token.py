@@ -9,7 +9,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--tenant", help="The tenant this user acts for (required unless --staff).")
-        parser.add_argument("--staff", action="store_true", help="Staff may read FIN-01 and act on any tenant.")
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="Staff act on every tenant, with the PAY-10 finance permissions; not combined with --tenant.",
+        )
 
     def handle(self, *args, **options):
         try:

@@ -22,6 +22,7 @@ from payments.services.backfill_control import (
     backfill_runs_control,
     done_of_total,
     eta_display,
+    heartbeat_display,
     run_activity,
     run_progress,
 )
@@ -216,7 +217,7 @@ class BackfillRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Heartbeat")
     def heartbeat(self, run: BackfillRun) -> str:
-        return run_progress(run)["heartbeatAt"] or "-"
+        return heartbeat_display(run)
 
     @admin.display(description="Latest error")
     def latest_error(self, run: BackfillRun) -> str:

@@ -298,6 +298,10 @@ class BackfillRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        shard = (self.counts or {}).get("shard")
+        return f"backfill run {self.pk}" + (f" (shard {shard})" if shard else "")
+
 
 class InvoiceMigration(models.Model):
     """Marks an invoice as migrated to the allocation model and keeps its legacy figures.

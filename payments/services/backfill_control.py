@@ -419,6 +419,16 @@ def done_of_total(done: int, total: int | None) -> str:
     return f"{done:,} of {total:,}{percent}"
 
 
+def heartbeat_display(run, *, now=None) -> str:
+    """When the runner last wrote to its run row: `2026-01-31 10:00:00 UTC (4 s ago)`."""
+    heartbeat = (run.counts or {}).get("console", {}).get("heartbeatAt")
+    if not heartbeat:
+        return "-"
+    beat = datetime.fromisoformat(heartbeat)
+    ago = max((now or timezone.now()) - beat, timedelta(0))
+    return f"{beat:%Y-%m-%d %H:%M:%S %Z} ({timedelta(seconds=round(ago.total_seconds()))} ago)"
+
+
 def eta_display(seconds) -> str:
     return "-" if seconds is None else str(timedelta(seconds=round(seconds)))
 

@@ -57,7 +57,7 @@ def until(condition, what: str, processes=()):
 
 def waiting(reason_part: str) -> bool:
     found = runs()
-    return len(found) == 2 and all(reason_part in (run.counts["console"].get("waiting") or "") for run in found.values())
+    return len(found) == 2 and all(reason_part in (run.counts.get("console", {}).get("waiting") or "") for run in found.values())
 
 
 def control(*args) -> str:

@@ -38,7 +38,8 @@ logger = logging.getLogger("pay10.backfill")
 RUNNING, PAUSED, CANCELLED, COMPLETED, FAILED = "RUNNING", "PAUSED", "CANCELLED", "COMPLETED", "FAILED"
 PAUSE, RESUME, CANCEL = "pause", "resume", "cancel"
 # Which states each request moves a run from, and to.
-TRANSITIONS = {PAUSE: ((RUNNING,), PAUSED), RESUME: ((PAUSED,), RUNNING), CANCEL: ((RUNNING, PAUSED), CANCELLED)}
+# A stopped (cancelled or failed) run can be paused too, so that its next runner waits for resume.
+TRANSITIONS = {PAUSE: ((RUNNING, CANCELLED, FAILED), PAUSED), RESUME: ((PAUSED,), RUNNING), CANCEL: ((RUNNING, PAUSED), CANCELLED)}
 
 WAIT_PAUSED = "paused by the operator (pay10_backfill_control resume)"
 WAIT_REPLICATION_LAG = "replication lag {lag:.1f} s is over {limit:g} s"

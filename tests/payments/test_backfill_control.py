@@ -25,7 +25,7 @@ from payments.services.backfill_control import (
 )
 from payments.services.invoices import invoice_create
 from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_run import money_state
+from tests.payments.test_backfill_run import Crash, money_state
 
 pytestmark = [pytest.mark.pay10_regression]
 
@@ -186,6 +186,32 @@ def test_a_cancelled_run_ends_cleanly_keeping_its_cursor_and_a_later_run_resumes
     assert summary.resumed and summary.run_id == run.pk
     assert BackfillRun.objects.get().state == "COMPLETED"
     assert money_state() == uninterrupted
+
+
+@pytest.mark.django_db
+def test_a_pause_outlives_its_runner_and_a_restarted_runner_waits_for_resume(seeded, monkeypatch):
+    def pause_then_die():
+        backfill_runs_control(action=control.PAUSE)
+        raise Crash("killed")
+
+    monkeypatch.setattr(backfill, "crash_hook", at("batch-end", 1, pause_then_die))
+    with pytest.raises(Crash):
+        backfill.backfill_run(batch_size=BATCH, console=console())
+    monkeypatch.setattr(backfill, "crash_hook", None)
+    # The failed batch took its pause with it; the console recorded the failure.
+    assert BackfillRun.objects.get().state == "FAILED"
+
+    backfill_runs_control(action=control.PAUSE)
+    seen = []
+
+    def sleep(seconds):
+        seen.append((waiting_reason(), BackfillRun.objects.get().cursor_invoice_id))
+        backfill_runs_control(action=control.RESUME)
+
+    summary = backfill.backfill_run(batch_size=BATCH, console=console(sleep=sleep))
+    assert summary.resumed
+    assert seen == [(control.WAIT_PAUSED, 0)]
+    assert BackfillRun.objects.get().state == "COMPLETED"
 
 
 @pytest.mark.django_db

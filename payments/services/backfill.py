@@ -17,7 +17,10 @@ How a run goes:
 - pass 2, keyset batches over legacy payments no invoice took (unlinked, linked to another tenant's
   invoice, linked to an invoice beyond the bound);
 - the readers show a not-yet-migrated invoice with its legacy paid figure and a migrated one with
-  its allocations, which equal that figure exactly, so FIN-01 never moves.
+  its allocations, which equal that figure exactly, so FIN-01 never moves;
+- run by `pay10_backfill`, a console (`payments.services.backfill_control`) acts between batches:
+  the operator's pause/resume/cancel, the adaptive batch size, waits on replication lag and long
+  transactions, progress on the run row, one log line per batch, the FIN-01 parity gate.
 """
 import fcntl
 import gc
@@ -1186,11 +1189,11 @@ def _batches_run(
     while True:
         if console is not None:
             batch_size = console.before_batch()
+        started = time.monotonic()
         cursor = getattr(run, cursor_field)
         ids = list(todo.filter(pk__gt=cursor).order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             return batch_number
-        started = time.monotonic()
         with _gc_paused(), transaction.atomic(using=using):
             _hook("batch-start", batch_number)
             result = migrate(ids, batch_number)

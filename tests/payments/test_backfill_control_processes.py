@@ -1,7 +1,7 @@
 """The console across processes, on PostgreSQL: two real `pay10_backfill --shard i/2` processes
-obey `pay10_backfill_control` between batches; both wait on a real long transaction held by a
-third session and say so; a cancelled pair ends cleanly and later runs finish the job exactly as an
-uninterrupted run would."""
+wait on a real long transaction held by a third session and say so, then obey
+`pay10_backfill_control` between batches (pause, resume, pause, cancel); the cancelled pair ends
+cleanly and later runs finish the job exactly as an uninterrupted run would."""
 import json
 import os
 import subprocess
@@ -75,6 +75,7 @@ def test_two_shard_processes_pause_resume_and_cancel_together_and_a_later_run_fi
     report = other_connection()  # a long report transaction: both shards must wait for it
     report.execute("BEGIN")
     report.execute("SELECT count(*) FROM billing_invoice")
+    time.sleep(1.2)  # already long when the shards look, so neither writes a batch first
     processes = [shard_process(shard, tmp_path) for shard in SHARDS]
     try:
         until(lambda: waiting(LONG), "both shards to wait for the long transaction", processes)
@@ -87,17 +88,19 @@ def test_two_shard_processes_pause_resume_and_cancel_together_and_a_later_run_fi
         time.sleep(1.0)
         assert all(run.cursor_invoice_id == 0 and run.state == "PAUSED" for run in runs().values())
 
-        # Resumed: both move, until another report has been open for a second.
+        # Resumed: both move; paused again as soon as they have.
         assert control("resume").startswith("Resumed run(s)")
-        report.execute("BEGIN")
-        report.execute("SELECT 1")
         until(lambda: all(run.cursor_invoice_id > 0 for run in runs().values()),
               "both shards to write batches again", processes)
-        until(lambda: waiting(LONG), "both shards to wait again", processes)
-
-        # Cancelled while they wait: both end cleanly, cursors kept.
+        control("pause")
+        until(lambda: waiting(WAIT_PAUSED), "both shards to say they are paused again", processes)
+        paused_at = {shard: run.cursor_invoice_id for shard, run in runs().items()}
+        time.sleep(0.5)
+        assert {shard: run.cursor_invoice_id for shard, run in runs().items()} == paused_at
         status = control("status")
-        assert status.count("waiting: 1 " + LONG) == 2
+        assert status.count(f"PAUSED: waiting: {WAIT_PAUSED}") == 2
+
+        # Cancelled while paused: both end cleanly, cursors kept.
         assert control("cancel").startswith("Cancelled run(s)")
         for process in processes:
             process.wait(timeout=DEADLINE_SECONDS)

@@ -125,6 +125,19 @@ USE_TZ = True
 # false makes them compute live from the allocations (same figures, slower at scale).
 PAY10_READ_MODEL = env.bool("PAY10_READ_MODEL", default=True)
 
+# The backfill console's bounds (docs/runbook.md, "Watching and steering a running backfill");
+# `pay10_backfill`'s options override them.
+PAY10_BACKFILL = {
+    "TARGET_BATCH_SECONDS": env.float("PAY10_BACKFILL_TARGET_BATCH_SECONDS", default=1.0),
+    "MIN_BATCH_SIZE": env.int("PAY10_BACKFILL_MIN_BATCH_SIZE", default=100),
+    "MAX_BATCH_SIZE": env.int("PAY10_BACKFILL_MAX_BATCH_SIZE", default=10_000),
+    "MAX_REPLICATION_LAG_SECONDS": env.float("PAY10_BACKFILL_MAX_REPLICATION_LAG_SECONDS", default=30.0),
+    "LONG_TRANSACTION_SECONDS": env.float("PAY10_BACKFILL_LONG_TRANSACTION_SECONDS", default=300.0),
+    "MAX_LONG_TRANSACTIONS": env.int("PAY10_BACKFILL_MAX_LONG_TRANSACTIONS", default=0),
+    "POLL_SECONDS": env.float("PAY10_BACKFILL_POLL_SECONDS", default=5.0),
+    "PARITY_EVERY_BATCHES": env.int("PAY10_BACKFILL_PARITY_EVERY_BATCHES", default=50),
+}
+
 # Static files (the admin's CSS and JavaScript) are served by whitenoise from STATIC_ROOT, filled by
 # `manage.py collectstatic` at deploy time; with DEBUG on it serves them from the apps directly.
 STATIC_URL = "static/"

@@ -4,6 +4,8 @@ Everything is read-only: money changes only through `payments.services`, which a
 The payment list's verify/reject actions call those services, one payment at a time, and report a
 refusal as an admin message; they need the named permissions the API checks too
 (`payments.verify_payment`, `payments.reject_payment`). Money columns come from the annotated selectors, one query per list.
+Backfill runs are the operator's console: progress and why a run waits, with pause/resume/cancel
+actions that do what `pay10_backfill_control` does.
 """
 from django import forms
 from django.contrib import admin, messages
@@ -12,14 +14,31 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.admin import AllocationInlineBase, AuditInlineBase, ReadOnlyAdminMixin, cents_column
-from payments.models import Credit, Payment, PaymentAuditLog
+from payments.models import BackfillRun, Credit, Payment, PaymentAuditLog
 from payments.selectors.balances import credits_with_balances, payments_with_balances
+from payments.services.backfill_control import (
+    CANCEL,
+    PAUSE,
+    RESUME,
+    backfill_runs_control,
+    done_of_total,
+    eta_display,
+    heartbeat_display,
+    run_activity,
+    run_progress,
+)
 from payments.services.errors import PaymentOperationError
 from payments.services.payments import payment_reject, payment_verify
 
 MESSAGE_VERIFIED = "{count} payment(s) verified."
 MESSAGE_REJECTED = "{count} payment(s) rejected."
 MESSAGE_REASON_REQUIRED = "Rejecting needs a reason: type it in the Reason box beside the action."
+MESSAGE_RUNS_CONTROLLED = {
+    PAUSE: "Paused run(s) {runs}: each stops after its current batch and waits.",
+    RESUME: "Resumed run(s) {runs}.",
+    CANCEL: "Cancelled run(s) {runs}: each ends after its current batch; pay10_backfill resumes it later.",
+}
+MESSAGE_RUNS_LEFT = "Left as they are: {runs}."
 
 
 class PaymentActionForm(helpers.ActionForm):
@@ -150,3 +169,96 @@ class PaymentAuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-event_time", "-id")
 
     amount = cents_column("amount_cents", "Amount")
+
+
+@admin.register(BackfillRun)
+class BackfillRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The operator's console: every run (one per shard), what it is doing, how far, how fast."""
+
+    list_display = ("id", "shard", "tenant", "state", "activity", "invoices_done", "payments_done", "batch_size_now",
+                    "last_batch", "rate", "eta", "heartbeat", "latest_error")
+    list_filter = ("state",)
+    ordering = ("-id",)
+    actions = ("pause_runs", "resume_runs", "cancel_runs")
+    readonly_fields = ("id", "shard", "tenant", "state", "activity", "invoices_done", "payments_done", "batch_size_now",
+                       "last_batch", "rate", "eta", "heartbeat", "latest_error", "parity_checks", "cursor_invoice_id",
+                       "upper_invoice_id", "cursor_payment_id", "upper_payment_id", "batch_size", "counts",
+                       "started_at", "finished_at")
+    fields = readonly_fields
+
+    @admin.display(description="Shard")
+    def shard(self, run: BackfillRun) -> str:
+        return (run.counts or {}).get("shard") or "-"
+
+    @admin.display(description="Now")
+    def activity(self, run: BackfillRun) -> str:
+        return run_activity(run)
+
+    @admin.display(description="Invoices done")
+    def invoices_done(self, run: BackfillRun) -> str:
+        return done_of_total(*run_progress(run)["invoices"])
+
+    @admin.display(description="Detached payments done")
+    def payments_done(self, run: BackfillRun) -> str:
+        return done_of_total(*run_progress(run)["payments"])
+
+    @admin.display(description="Batch size")
+    def batch_size_now(self, run: BackfillRun) -> int:
+        return run_progress(run)["batchSize"]
+
+    @admin.display(description="Last batch")
+    def last_batch(self, run: BackfillRun) -> str:
+        seconds = run_progress(run)["lastBatchSeconds"]
+        return "-" if seconds is None else f"{seconds:.2f} s"
+
+    @admin.display(description="Rate")
+    def rate(self, run: BackfillRun) -> str:
+        rate = run_progress(run)["rowsPerSecond"]
+        return "-" if rate is None else f"{rate:,.0f} rows/s"
+
+    @admin.display(description="ETA")
+    def eta(self, run: BackfillRun) -> str:
+        return eta_display(run_progress(run)["etaSeconds"])
+
+    @admin.display(description="Heartbeat")
+    def heartbeat(self, run: BackfillRun) -> str:
+        return heartbeat_display(run)
+
+    @admin.display(description="Latest error")
+    def latest_error(self, run: BackfillRun) -> str:
+        return run_progress(run)["lastError"] or "-"
+
+    @admin.display(description="Parity checks passed")
+    def parity_checks(self, run: BackfillRun) -> int:
+        return run_progress(run)["parityChecks"]
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """Steering a backfill needs the right to change runs."""
+        return request.user.has_perm("payments.change_backfillrun")
+
+    @admin.action(description="Pause selected runs (between batches)", permissions=["control"])
+    def pause_runs(self, request: HttpRequest, queryset: QuerySet[BackfillRun]) -> None:
+        self._control(request, queryset, PAUSE)
+
+    @admin.action(description="Resume selected runs", permissions=["control"])
+    def resume_runs(self, request: HttpRequest, queryset: QuerySet[BackfillRun]) -> None:
+        self._control(request, queryset, RESUME)
+
+    @admin.action(description="Cancel selected runs (they end cleanly; a later run resumes)", permissions=["control"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[BackfillRun]) -> None:
+        self._control(request, queryset, CANCEL)
+
+    def _control(self, request: HttpRequest, queryset: QuerySet[BackfillRun], action: str) -> None:
+        try:
+            outcome = backfill_runs_control(
+                action=action, run_ids=list(queryset.values_list("pk", flat=True)), actor=request.user.get_username()
+            )
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
+        if outcome.changed:
+            runs = ", ".join(map(str, outcome.changed))
+            self.message_user(request, MESSAGE_RUNS_CONTROLLED[action].format(runs=runs), messages.SUCCESS)
+        if outcome.unchanged:
+            left = ", ".join(f"run {pk} is {state}" for pk, state in outcome.unchanged)
+            self.message_user(request, MESSAGE_RUNS_LEFT.format(runs=left), messages.WARNING)

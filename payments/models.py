@@ -282,10 +282,18 @@ class PaymentAuditLog(models.Model):
 
 
 class BackfillRun(models.Model):
-    """One run of the PAY-10 backfill; its cursor makes a killed run resumable."""
+    """One run of the PAY-10 backfill; its cursor makes a killed run resumable.
+
+    `state` is also the operator's hand on a running run (`payments.services.backfill_control`):
+    PAUSED and CANCELLED are requests the runner obeys between batches; any unfinished run (not
+    COMPLETED) is resumed by the next `pay10_backfill` of its scope. `counts` holds the run's
+    tallies, its shard label (`shard`) and the console's live figures (`console`).
+    """
 
     class State(models.TextChoices):
         RUNNING = "RUNNING"
+        PAUSED = "PAUSED"
+        CANCELLED = "CANCELLED"
         COMPLETED = "COMPLETED"
         FAILED = "FAILED"
 
@@ -300,6 +308,10 @@ class BackfillRun(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        shard = (self.counts or {}).get("shard")
+        return f"backfill run {self.pk}" + (f" (shard {shard})" if shard else "")
 
 
 class InvoiceMigration(models.Model):

@@ -19,8 +19,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from billing.selectors.admin_charts import cents_display
 from billing.selectors.finance import Period, finance_summary
-from payments.admin import MESSAGE_VERIFIED
-from payments.models import VerificationStatus
+from payments.admin import MESSAGE_RUNS_CONTROLLED, MESSAGE_VERIFIED
+from payments.models import BackfillRun, VerificationStatus
+from payments.services.backfill_control import PAUSE
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import AllocationFactory, CreditFactory, MigratedInvoiceFactory, PaymentFactory
 
@@ -81,7 +82,15 @@ def books():
     InvoiceFactory(tenant=TenantFactory(id="kilimo", currency="KES"), number="K-1", amount_cents=90_000,
                    due_date=today - timedelta(days=95))
     get_user_model().objects.create_superuser(username="finance", email="finance@example.com", password=PASSWORD)
-    return {"partly_paid": partly_paid, "awaiting": awaiting, "pending_payment": pending_payment}
+    backfill_run = BackfillRun.objects.create(batch_size=1000, upper_invoice_id=9_000, cursor_invoice_id=3_000, counts={
+        "shard": "1/2",
+        "console": {"invoices": {"done": 1_500, "total": 4_500}, "payments": {"done": 0, "total": None},
+                    "batchSize": 1_200, "lastBatchSeconds": 0.91, "rowsPerSecond": 1_310.0, "etaSeconds": 2_290,
+                    "heartbeatAt": timezone.now().isoformat(),
+                    "waiting": "1 transaction(s) open longer than 300 s (at most 0 allowed)"},
+    })
+    return {"partly_paid": partly_paid, "awaiting": awaiting, "pending_payment": pending_payment,
+            "backfill_run": backfill_run}
 
 
 def _invoice_row(page: Page, number: str):
@@ -93,8 +102,11 @@ def test_finance_spot_check_in_the_admin(live_server, books):
     payment = books["pending_payment"]
     with chromium_page() as page:
         _spot_check(page, live_server.url, expected, payment)
+        _backfill_console(page, live_server.url, books["backfill_run"].pk)
     books["awaiting"].refresh_from_db()
     assert books["awaiting"].status == "PAID"
+    books["backfill_run"].refresh_from_db()
+    assert books["backfill_run"].state == "PAUSED"
 
 
 def _spot_check(page: Page, base_url: str, expected: dict, payment) -> None:
@@ -155,3 +167,24 @@ def _spot_check(page: Page, base_url: str, expected: dict, payment) -> None:
     expect(awaiting_row.locator("td.field-status_today")).to_have_text("PAID")
     expect(awaiting_row.locator("td.field-paid")).to_have_text(cents_display(8_000))
     page.screenshot(path=ARTIFACTS / "invoice-list-after-verify.png", full_page=True)
+
+
+def _backfill_console(page: Page, base_url: str, run_id: int) -> None:
+    """The operator's console: a running shard's progress and why it waits; pause it."""
+    page.goto(f"{base_url}/admin/payments/backfillrun/")
+    row = page.locator("#result_list tbody tr").filter(has=page.locator(f'input[value="{run_id}"]'))
+    expect(row.locator("td.field-shard")).to_have_text("1/2")
+    expect(row.locator("td.field-invoices_done")).to_have_text("1,500 of 4,500 (33%)")
+    expect(row.locator("td.field-rate")).to_have_text("1,310 rows/s")
+    expect(row.locator("td.field-eta")).to_have_text("0:38:10")
+    expect(row.locator("td.field-activity")).to_have_text(
+        "waiting: 1 transaction(s) open longer than 300 s (at most 0 allowed)")
+    page.screenshot(path=ARTIFACTS / "backfill-runs.png", full_page=True)
+
+    page.check(f'input[name="_selected_action"][value="{run_id}"]')
+    page.select_option('select[name="action"]', "pause_runs")
+    page.click('button[name="index"]')
+    expect(page.locator("ul.messagelist li.success")).to_have_text(MESSAGE_RUNS_CONTROLLED[PAUSE].format(runs=run_id))
+    row = page.locator("#result_list tbody tr").filter(has=page.locator(f'input[value="{run_id}"]'))
+    expect(row.locator("td.field-state")).to_have_text("Paused")
+    page.screenshot(path=ARTIFACTS / "backfill-run-paused.png", full_page=True)

@@ -17,7 +17,10 @@ How a run goes:
 - pass 2, keyset batches over legacy payments no invoice took (unlinked, linked to another tenant's
   invoice, linked to an invoice beyond the bound);
 - the readers show a not-yet-migrated invoice with its legacy paid figure and a migrated one with
-  its allocations, which equal that figure exactly, so FIN-01 never moves.
+  its allocations, which equal that figure exactly, so FIN-01 never moves;
+- run by `pay10_backfill`, a console (`payments.services.backfill_control`) acts between batches:
+  the operator's pause/resume/cancel, the adaptive batch size, waits on replication lag and long
+  transactions, progress on the run row, one log line per batch, the FIN-01 parity gate.
 """
 import fcntl
 import gc
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -43,6 +48,9 @@ from payments.domain import backfill as plan_rules
 from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
 from payments.services.origin import audit_origin
+
+if TYPE_CHECKING:
+    from payments.services.backfill_control import BackfillConsole
 
 BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
 BACKFILL_SHARD_ALREADY_RUNNING = (
@@ -63,6 +71,8 @@ ADVISORY_LOCK_KEY = zlib.crc32(b"pay10_backfill")
 DEFAULT_BATCH_SIZE = 1000
 AUDIT_ACTOR = "pay10-backfill"
 UNPAID = "UNPAID"  # summary bucket: every legacy status but PAID and PARTIALLY_PAID
+# Keys of `BackfillRun.counts` that are not tallies: the shard's label, the console's live figures.
+RUN_LABELS = ("shard", "console")
 
 # Test hook: called as `crash_hook(stage, batch_number)` at "batch-start", "mid-batch" and
 # "batch-end" (after the cursor is written, before commit). Tests make it raise to simulate a kill.
@@ -1133,6 +1143,7 @@ def backfill_run(
     today: date | None = None,
     progress: BackfillProgress | None = None,
     shard: Shard | None = None,
+    console: "BackfillConsole | None" = None,
 ) -> BackfillSummary:
     """Run (or resume) the backfill for one tenant or all; see the module docstring.
 
@@ -1141,13 +1152,21 @@ def backfill_run(
     each resumable on its own. Whatever a shard's batch touches it locks in the usual order, so
     shards never write a row twice, even where their rows meet (a payment of another shard's invoice
     goes with that invoice, whichever takes it first).
+
+    With `console` (`payments.services.backfill_control`, what `pay10_backfill` passes), the run
+    obeys the operator's pause/resume/cancel between batches, adapts its batch size, waits while the
+    database is under strain, publishes its progress on its run row and checks FIN-01 parity; it
+    needs the live models and is not used with a dry run.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if console is not None and dry_run:
+        raise ValueError("a dry run has no console: it is one transaction, rolled back")
     progress = progress or BackfillProgress()
     today = today or timezone.localdate()
     m = _Models(apps)
-    options = dict(tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress, shard=shard)
+    options = dict(tenant_id=tenant_id, batch_size=batch_size, today=today, progress=progress, shard=shard,
+                   console=console)
     with backfill_lock(using=using, shard=shard):
         if not dry_run:
             return _run(m, using=using, **options)
@@ -1186,14 +1205,20 @@ def _gc_paused() -> Iterator[None]:
 def _batches_run(
     run, todo, *, cursor_field: str, phase: str, total: int, migrate: Callable[[list[int], int], "BatchResult"],
     using: str, batch_size: int, progress: "BackfillProgress", first_batch: int,
-    after_commit: Callable[["BatchResult"], None] | None = None,
+    after_commit: Callable[["BatchResult"], None] | None = None, console: "BackfillConsole | None" = None,
 ) -> int:
     """Keyset batches over `todo` from the run's cursor: each batch is one transaction that writes
     its rows and moves the cursor, so a run killed anywhere resumes where the last commit left it.
+    Between batches the console (if any) may wait, stop the run, or change the batch size.
     Returns the number the next batch would have."""
     batch_number = first_batch
     done = 0
+    if console is not None:
+        console.phase_started(phase=phase, remaining=total)
     while True:
+        if console is not None:
+            batch_size = console.before_batch()
+        started = time.monotonic()
         cursor = getattr(run, cursor_field)
         ids = list(todo.filter(pk__gt=cursor).order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
@@ -1205,6 +1230,8 @@ def _batches_run(
             run.counts = _merged(run.counts, result.counts())
             run.save(using=using, update_fields=[cursor_field, "counts"])
             _hook("batch-end", batch_number)
+        if console is not None:
+            console.batch_committed(rows=len(ids), seconds=time.monotonic() - started)
         if after_commit is not None:
             after_commit(result)
         done += len(ids)
@@ -1213,7 +1240,7 @@ def _batches_run(
 
 
 def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, today: date,
-         progress: BackfillProgress, shard: Shard | None) -> BackfillSummary:
+         progress: BackfillProgress, shard: Shard | None, console: "BackfillConsole | None") -> BackfillSummary:
     invoices = _scoped(m.Invoice.objects.using(using), tenant_id)
     total_invoices = invoices.count()
     run = _unfinished_run(m, using=using, tenant_id=tenant_id, shard=shard)
@@ -1238,6 +1265,24 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
             upper_payment_id=_max_id(_scoped(m.Payment.objects.using(using), tenant_id)),
             counts=BatchResult().counts() | ({"shard": shard.label} if shard else {}),
         )
+    if console is None:
+        return _passes_run(m, run, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today,
+                           progress=progress, shard=shard, total_invoices=total_invoices, resumed=resumed)
+    tenant_ids = [tenant_id] if tenant_id else list(m.Tenant.objects.using(using).values_list("pk", flat=True))
+    try:
+        console.run_started(run, today=today, tenant_ids=tenant_ids)
+        return _passes_run(m, run, using=using, tenant_id=tenant_id, batch_size=batch_size, today=today,
+                           progress=progress, shard=shard, total_invoices=total_invoices, resumed=resumed,
+                           console=console)
+    except BaseException as error:
+        console.run_failed(error)
+        raise
+
+
+def _passes_run(m: _Models, run, *, using: str, tenant_id: str | None, batch_size: int, today: date,
+                progress: BackfillProgress, shard: Shard | None, total_invoices: int, resumed: bool,
+                console: "BackfillConsole | None" = None) -> BackfillSummary:
+    """Pass 1 (invoices) and pass 2 (detached payments) of a created or resumed run, then complete it."""
     todo_invoices = _shard_invoices(
         _scoped(m.unmigrated_invoices(using), tenant_id).filter(pk__lte=run.upper_invoice_id), shard
     )
@@ -1254,6 +1299,7 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
             m, using=using, invoice_ids=ids, run_id=run.pk, today=today, batch_number=number
         ),
         using=using, batch_size=batch_size, progress=progress, first_batch=1, after_commit=invoices_migrated,
+        console=console,
     )
     todo_payments = _shard_payments(
         _scoped(m.legacy_payments(using), tenant_id).filter(pk__lte=run.upper_payment_id), shard
@@ -1264,15 +1310,17 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
         migrate=lambda ids, number: _detached_payments_migrate(
             m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=number
         ),
-        using=using, batch_size=batch_size, progress=progress, first_batch=batch_number,
+        using=using, batch_size=batch_size, progress=progress, first_batch=batch_number, console=console,
     )
 
+    if console is not None:
+        console.run_finishing()
     run.state = "COMPLETED"
     run.finished_at = timezone.now()
     run.save(using=using, update_fields=["state", "finished_at"])
     return BackfillSummary(
         total_invoices=total_invoices,
-        counts={key: value for key, value in run.counts.items() if key != "shard"},
+        counts={key: value for key, value in run.counts.items() if key not in RUN_LABELS},
         orphaned_allocations=_orphaned_allocations(m, using=using, tenant_id=tenant_id),
         run_id=run.pk,
         resumed=resumed,

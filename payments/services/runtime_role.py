@@ -64,7 +64,8 @@ RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
     "payments_invoicemigration": RI,
     "payments_paymentmigration": RI,
     "payments_backfilldeviation": RI,
-    "payments_backfillrun": R,
+    # the operator's console: the admin's pause/resume/cancel change a run's state, nothing else
+    "payments_backfillrun": (*R, "UPDATE (state)"),
     # the FIN-01/FIN-02 read model, kept by the commit-time triggers the service's writes fire
     "payments_invoicefigures": RIUD,
     "payments_invoicerollup": RIU,

@@ -1,7 +1,10 @@
-"""`manage.py pay10_backfill [--tenant T] [--batch-size N] [--shard i/K] [--dry-run] [--report FILE]` (runbook Step 5)."""
+"""`manage.py pay10_backfill [--tenant T] [--batch-size N] [--shard i/K] [--dry-run] [--report FILE]` (runbook Step 5),
+with the console's bounds as options (docs/runbook.md, "Watching and steering a running backfill")."""
 import json
+import logging
 import time
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,6 +18,13 @@ from payments.services.backfill import (
     backfill_run,
 )
 from payments.selectors.schema import pay10_schema_installed
+from payments.services.backfill_control import (
+    BackfillCancelled,
+    BackfillConsole,
+    BackfillParityBroken,
+    ConsoleLimits,
+    logger as backfill_logger,
+)
 from payments.services.invoice_status import invoice_statuses_refresh
 
 RULE = "=" * 60
@@ -22,6 +32,10 @@ UNKNOWN_TENANT = "unknown tenant {tenant!r}"
 BAD_BATCH_SIZE = "--batch-size must be at least 1"
 SCHEMA_MISSING = "the PAY-10 schema is not installed: run `manage.py migrate payments 0002_pay10_schema` first"
 BAR_WIDTH = 30
+CANCELLED_EXIT_CODE = 3
+PARITY_EXIT_CODE = 4
+# LogRecord attributes that are not `extra=` fields.
+RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 SHARD_REFRESH_NOTE = (
     "Shard {shard} done: when every shard has finished, run `manage.py pay10_refresh_statuses` "
     "(needed only when they ran across midnight or were resumed on a later day)"
@@ -72,6 +86,52 @@ class CommandProgress(BackfillProgress):
         self._close_bar()
 
 
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the record's `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line |= {key: value for key, value in vars(record).items() if key not in RECORD_ATTRIBUTES}
+        return json.dumps(line, default=str)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """On a terminal: the message, then the `extra` fields as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{key}={value}" for key, value in vars(record).items() if key not in RECORD_ATTRIBUTES)
+        return f"{record.getMessage()} {fields}".rstrip()
+
+
+@contextmanager
+def batch_log(stream, *, verbosity: int):
+    """Send the `pay10.backfill` records to the command's stderr unless logging is configured to
+    show them already: JSON lines when stderr is not a terminal; on a terminal, beside the progress
+    bar, only waits and errors (every batch with -v 2)."""
+    if backfill_logger.isEnabledFor(logging.INFO) or verbosity < 1:
+        yield
+        return
+    tty = stream.isatty()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(KeyValueFormatter() if tty else JsonLineFormatter())
+    handler.setLevel(logging.INFO if not tty or verbosity >= 2 else logging.WARNING)
+    level, propagate = backfill_logger.level, backfill_logger.propagate
+    backfill_logger.addHandler(handler)
+    backfill_logger.setLevel(logging.INFO)
+    backfill_logger.propagate = False
+    try:
+        yield
+    finally:
+        backfill_logger.removeHandler(handler)
+        backfill_logger.setLevel(level)
+        backfill_logger.propagate = propagate
+
+
 class Command(BaseCommand):
     help = "PAY-10 backfill: legacy invoices and payments onto allocations, credits and audit rows (resumable)."
 
@@ -84,6 +144,20 @@ class Command(BaseCommand):
             "--shard", metavar="i/K",
             help="Run as shard i of K (ids with id %% K == i-1); K shards run at once, each resumable.",
         )
+        console = parser.add_argument_group(
+            "console", "Bounds of the throttle and the parity gate; default from settings.PAY10_BACKFILL (environment)."
+        )
+        console.add_argument("--target-batch-seconds", type=float, help="Batch duration the batch size adapts to (0: fixed size).")
+        console.add_argument("--min-batch-size", type=int, help="Smallest adapted batch size.")
+        console.add_argument("--max-batch-size", type=int, help="Largest adapted batch size.")
+        console.add_argument("--max-replication-lag", type=float, metavar="SECONDS",
+                             help="Wait while a standby's replay lag is over this.")
+        console.add_argument("--long-transaction-seconds", type=float,
+                             help="A transaction open longer than this counts as long.")
+        console.add_argument("--max-long-transactions", type=int, help="Wait while more long transactions are open.")
+        console.add_argument("--poll-seconds", type=float, help="How often a waiting run looks again.")
+        console.add_argument("--parity-every", type=int, metavar="BATCHES",
+                             help="Compare FIN-01 with the run's start every this many batches (0: off).")
 
     def handle(self, *args, **options):
         tenant_id = options["tenant"]
@@ -99,8 +173,16 @@ class Command(BaseCommand):
             raise CommandError(BAD_BATCH_SIZE)
         try:
             shard = Shard.parse(options["shard"]) if options["shard"] else None
+            limits = ConsoleLimits.from_settings(
+                target_batch_seconds=options["target_batch_seconds"], min_batch_size=options["min_batch_size"],
+                max_batch_size=options["max_batch_size"], max_replication_lag_seconds=options["max_replication_lag"],
+                long_transaction_seconds=options["long_transaction_seconds"],
+                max_long_transactions=options["max_long_transactions"], poll_seconds=options["poll_seconds"],
+                parity_every=options["parity_every"],
+            )
         except ValueError as error:
             raise CommandError(str(error)) from None
+        console = None if dry_run else BackfillConsole(limits=limits, batch_size=batch_size)
 
         self.stdout.write("Starting PAY-10 migration: Backfilling Payments and Allocations")
         if dry_run:
@@ -108,11 +190,19 @@ class Command(BaseCommand):
         self.stdout.write(RULE)
         progress = CommandProgress(self, verbosity)
         try:
-            summary = backfill_run(
-                tenant_id=tenant_id, batch_size=batch_size, dry_run=dry_run, progress=progress, shard=shard
-            )
+            with batch_log(self.stderr, verbosity=verbosity):
+                summary = backfill_run(
+                    tenant_id=tenant_id, batch_size=batch_size, dry_run=dry_run, progress=progress, shard=shard,
+                    console=console,
+                )
         except BackfillError as error:
             raise CommandError(str(error)) from None
+        except BackfillCancelled as cancelled:
+            progress.finished()
+            raise CommandError(str(cancelled), returncode=CANCELLED_EXIT_CODE) from None
+        except BackfillParityBroken as broken:
+            progress.finished()
+            raise CommandError(str(broken), returncode=PARITY_EXIT_CODE) from None
         progress.finished()
         if shard is not None and not dry_run:
             # Each shard's batches store today's verdict already; a refresh over every invoice per

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from billing.models import InvoiceStatus
 from billing.services.api_tokens import api_token_create
 from payments.migrations._pay10_audit_truncate import UNLOCK_SQL
-from payments.models import Credit, InvoiceMigration, Payment, PaymentAuditLog, Refund
+from payments.models import BackfillRun, Credit, InvoiceMigration, Payment, PaymentAuditLog, Refund
 from payments.selectors.verification import verification_run
 from payments.services.runtime_role import RUNTIME_GRANTS, unmapped_tables
 from tests.billing.factories import InvoiceFactory, TenantFactory
@@ -213,12 +213,17 @@ def test_the_unlock_is_the_owners_alone(runtime_role):
 
 
 def test_the_runtime_roles_commands_run_as_that_role(runtime_role, tmp_path):
-    """The commands docs/runbook.md gives the runtime role: token lifecycle, daily refresh, verify, baseline."""
+    """The commands docs/runbook.md gives the runtime role: token lifecycle, daily refresh, verify,
+    baseline, and steering a backfill (which changes a run's state and nothing else of it)."""
     tenant = TenantFactory(id="acme", currency="KES")
     MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000)
+    backfill = BackfillRun.objects.create(batch_size=1000, upper_invoice_id=10)
     call_command("pay10_grant_runtime", runtime_role, stdout=StringIO())
 
     with connected_as(runtime_role):
+        call_command("pay10_backfill_control", "pause", stdout=StringIO())
+        call_command("pay10_backfill_control", "status", stdout=StringIO())
+        assert "permission denied" in _refused("UPDATE payments_backfillrun SET cursor_invoice_id = 10")
         token = StringIO()
         call_command("create_api_token", "ops", "--staff", stdout=token)
         call_command("create_api_token", "acme-api", "--tenant", "acme", stdout=StringIO())
@@ -229,4 +234,6 @@ def test_the_runtime_roles_commands_run_as_that_role(runtime_role, tmp_path):
         call_command("pay10_verify", "--allow-partial", stdout=StringIO())
 
     assert revoked.getvalue().strip() == "Revoked 1 token(s) of ops."
+    backfill.refresh_from_db()
+    assert backfill.state == BackfillRun.State.PAUSED
     assert (tmp_path / "baseline.json").exists()

@@ -42,6 +42,7 @@ from django.utils import timezone
 from payments.domain import backfill as plan_rules
 from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
+from payments.services.statistics import GrowingTables
 
 BACKFILL_ALREADY_RUNNING = "another PAY-10 backfill is running on this database; only one may run at a time"
 BACKFILL_SHARD_ALREADY_RUNNING = (
@@ -1215,9 +1216,12 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
     to_migrate = todo_invoices.filter(pk__gt=run.cursor_invoice_id).count()
     progress.started(total_invoices=total_invoices, to_migrate=to_migrate)
 
+    statistics = GrowingTables(using=using)  # ANALYZE what it wrote, as the tables grow and at the end
+
     def invoices_migrated(result: BatchResult) -> None:
         for number, legacy_status in result.migrated_invoices:
             progress.invoice_migrated(number=number, legacy_status=legacy_status)
+        statistics.batch_done()
 
     batch_number = _batches_run(
         run, todo_invoices, cursor_field="cursor_invoice_id", phase="invoices", total=to_migrate,
@@ -1236,7 +1240,9 @@ def _run(m: _Models, *, using: str, tenant_id: str | None, batch_size: int, toda
             m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=number
         ),
         using=using, batch_size=batch_size, progress=progress, first_batch=batch_number,
+        after_commit=lambda _result: statistics.batch_done(),
     )
+    statistics.finished()
 
     run.state = "COMPLETED"
     run.finished_at = timezone.now()

@@ -85,27 +85,17 @@ def migration_sql() -> list[tuple[str, list[str]]]:
 
     if connection.vendor != "postgresql":
         sys.exit("lint_migrations: DATABASE_URL must point at PostgreSQL")
-    executor = MigrationExecutor(connection)
-    loader = executor.loader
-    order = loader.graph.leaf_nodes()
-    plan_nodes = []
-    for node in loader.graph.nodes:
-        if node[0] in APPS:
-            plan_nodes.append(node)
-    # forwards plan of everything from an empty database, so each migration is seen from its real state
-    seen = []
-    for target in order:
+    loader = MigrationExecutor(connection).loader
+    ordered = []  # the order `migrate` applies them in on an empty database
+    for target in loader.graph.leaf_nodes():
         for node in loader.graph.forwards_plan(target):
-            if node not in seen:
-                seen.append(node)
-    result = []
-    for node in seen:
-        if node[0] not in APPS:
-            continue
-        migration = loader.graph.nodes[node]
-        statements = loader.collect_sql([(migration, False)])
-        result.append((f"{node[0]}.{node[1]}", statements))
-    return result
+            if node not in ordered:
+                ordered.append(node)
+    return [
+        (f"{app}.{name}", loader.collect_sql([(loader.graph.nodes[(app, name)], False)]))
+        for app, name in ordered
+        if app in APPS
+    ]
 
 
 def lint(name: str, statements: list[str], verbose: bool) -> list[str]:
@@ -145,7 +135,7 @@ def lint(name: str, statements: list[str], verbose: bool) -> list[str]:
         problem = f"{name}: {finding['rule_name']}: {finding['message']}\n    {statement.strip()[:300]}"
         problems.append(problem)
     if verbose:
-        print(f"{name}: {len(statements)} statements, {len(findings)} squawk findings, {len(problems)} on existing tables")
+        sys.stdout.write(f"{name}: {len(statements)} statements, {len(findings)} squawk findings, {len(problems)} on existing tables\n")
     return problems
 
 
@@ -157,15 +147,15 @@ def main() -> int:
         found = lint(name, statements, verbose)
         if name in LANDED:
             if verbose and found:
-                print(f"{name}: {len(found)} left as landed ({LANDED[name]})")
+                sys.stdout.write(f"{name}: {len(found)} left as landed ({LANDED[name]})\n")
             continue
         problems += found
     for problem in problems:
-        print(problem)
+        sys.stdout.write(problem + "\n")
     if problems:
-        print(f"lint_migrations: {len(problems)} unsafe operation(s) on existing tables")
+        sys.stdout.write(f"lint_migrations: {len(problems)} unsafe operation(s) on existing tables\n")
         return 1
-    print("lint_migrations: no unsafe operation on an existing table")
+    sys.stdout.write("lint_migrations: no unsafe operation on an existing table\n")
     return 0
 
 

@@ -243,3 +243,30 @@ def test_a_step_waits_for_a_short_lock_and_goes_on(scratch, fresh):
         holder.join()
     assert done.returncode == 0, done.stderr
     assert_same(snapshot(name), fresh)
+
+
+def test_migrate_again_finishes_what_an_interrupted_run_left_half_done(scratch):
+    """A run that stopped after a step but before its VALIDATE, and a concurrent index build that
+    failed (INVALID): `migrate` again validates the one and rebuilds the other, skipping the rest."""
+    done = scratch("halfdone")
+    migrate(done, "payments", "0002_pay10_schema")
+    half = scratch("half")
+    migrate(half, "payments", "0002_pay10_schema")
+    with psycopg.connect(_url(half), autocommit=True) as conn:
+        fk = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'payments_allocation'::regclass AND contype = 'f'"
+            " AND confrelid = 'billing_invoice'::regclass"
+        ).fetchone()[0]
+        definition = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s", [fk]
+        ).fetchone()[0]
+        conn.execute(f'ALTER TABLE payments_allocation DROP CONSTRAINT "{fk}"')
+        conn.execute(f'ALTER TABLE payments_allocation ADD CONSTRAINT "{fk}" {definition} NOT VALID')
+        conn.execute("ALTER TABLE payments_payment DROP CONSTRAINT payments_payment_channel_valid")
+        conn.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'payments_payment_idempotency_key_unique_per_tenant'::regclass"
+        )
+        conn.execute("DELETE FROM django_migrations WHERE app = 'payments' AND name = '0002_pay10_schema'")
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s", [fk]).fetchone()[0] is False
+    migrate(half, "payments", "0002_pay10_schema")
+    assert_same(snapshot(half), snapshot(done))

@@ -153,6 +153,20 @@ def _named_object_exists(schema_editor, table: str, name: str) -> bool:
     return _constraint_validated(schema_editor, table, name) is not None or _index_valid(schema_editor, name) is not None
 
 
+def _validate_pending(schema_editor, table: str) -> None:
+    """VALIDATE the constraints of `table` left NOT VALID (a run stopped between a step and its
+    validation)."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND NOT convalidated ORDER BY conname",
+            [table],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    for name in names:
+        run_unlocked(schema_editor, f"validate {name}",
+                     f"ALTER TABLE {schema_editor.quote_name(table)} VALIDATE CONSTRAINT {schema_editor.quote_name(name)}")
+
+
 class _ForeignKeysNotValid:
     """Within one step, the foreign keys the schema editor creates are added NOT VALID (a brief
     SHARE ROW EXCLUSIVE on the referenced table, no scan) and noted for a VALIDATE afterwards."""
@@ -240,9 +254,20 @@ class Online(migrations.operations.base.Operation):
             run_locked(schema_editor, self.describe(), body)
         foreign_keys.validate()
 
+    def _table(self, app_label, state) -> str | None:
+        name = getattr(self.operation, "model_name", None) or getattr(self.operation, "name", None)
+        try:
+            return state.apps.get_model(app_label, name)._meta.db_table
+        except (LookupError, TypeError):
+            return None
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if _postgres(schema_editor) and self._made(app_label, schema_editor, to_state) \
                 and not isinstance(self.operation, migrations.AlterField):
+            # Made by an interrupted run, which may have stopped before validating its foreign keys.
+            table = self._table(app_label, to_state)
+            if table:
+                _validate_pending(schema_editor, table)
             return
         self._run(schema_editor, lambda: self.operation.database_forwards(app_label, schema_editor, from_state, to_state))
 

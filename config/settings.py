@@ -124,6 +124,12 @@ USE_TZ = True
 # FIN-01/FIN-02 read the invoice figures PostgreSQL keeps (payments.selectors.figures) when true;
 # false makes them compute live from the allocations (same figures, slower at scale).
 PAY10_READ_MODEL = env.bool("PAY10_READ_MODEL", default=True)
+# Online migrations (payments/migrations/_operations.py): a step that locks an existing table waits
+# at most this long per attempt (lock_timeout grows 100 ms, 200 ms, ... up to it), with growing
+# pauses between attempts (up to PAUSE), this many attempts, then `migrate` stops with one line.
+PAY10_MIGRATION_LOCK_TIMEOUT_MS = env.int("PAY10_MIGRATION_LOCK_TIMEOUT_MS", default=3000)
+PAY10_MIGRATION_LOCK_ATTEMPTS = env.int("PAY10_MIGRATION_LOCK_ATTEMPTS", default=12)
+PAY10_MIGRATION_LOCK_PAUSE_S = env.float("PAY10_MIGRATION_LOCK_PAUSE_S", default=5.0)
 
 # The backfill console's bounds (docs/runbook.md, "Watching and steering a running backfill");
 # `pay10_backfill`'s options override them.

@@ -394,7 +394,7 @@ NO_DUE_DAY = "9999-12-31"  # the rollup's key for "no due date" (a key column ca
 
 class InvoiceFigures(models.Model):
     """One invoice's money as the readers see it (the figures of `invoices_with_balances`), kept by
-    PostgreSQL at the commit of every transaction that changes them (`_pay10_figures.py`).
+    PostgreSQL at the commit of every transaction that changes them (`payments/database/figures_v1.py`).
 
     A cache for FIN-01/FIN-02 at scale, never the truth: `pay10_verify` checks it against the
     allocations and `pay10_rebuild_figures` rebuilds it. Days are UTC days.
@@ -418,7 +418,7 @@ class InvoiceFigures(models.Model):
 
 class RollupTotals(models.Model):
     """The totals a rollup row keeps for its key, by deltas in the commit-time step that keeps the
-    figures (`payments/migrations/_pay10_figures.py`)."""
+    figures (`payments/database/figures_v1.py`)."""
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")

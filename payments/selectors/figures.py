@@ -2,7 +2,7 @@
 `InvoiceBlock`).
 
 `figures_ready()` says whether readers may use it: `PAY10_READ_MODEL` on (the default), PostgreSQL
-(which keeps it, see `payments/migrations/_pay10_figures.py`), UTC days (`TIME_ZONE` = UTC, the days
+(which keeps it, see `payments/database/figures_v1.py`), UTC days (`TIME_ZONE` = UTC, the days
 it is keyed by), and no build in progress. Inside a transaction it first brings that transaction's
 own pending upkeep forward, so a reader sees its own writes. Otherwise the readers compute live from
 the allocations; both ways give the same figures (tests hold them equal).

@@ -74,6 +74,7 @@ from payments.selectors.balances import (
     invoices_with_balances_grouped,
 )
 from payments.selectors.figures import figures_ready
+from payments.services.statistics import VERIFY_TABLES, analyze
 
 MAX_EXAMPLES = 10
 # Audit events that record an allocation being released.
@@ -1043,7 +1044,10 @@ def one_snapshot() -> Iterator[None]:
 def verification_run(
     *, tenant: Tenant | None, today: date, allow_partial: bool = False, baseline: dict | None = None
 ) -> list[CheckResult]:
-    """Every invariant check, then the baseline comparison if there is a baseline, on one snapshot."""
+    """Every invariant check, then the baseline comparison if there is a baseline, on one snapshot.
+    First, the tables it reads whose planner statistics are missing or stale are ANALYZEd (right after
+    a backfill they may never have been): the checks' plans must not depend on autovacuum's timing."""
+    analyze(VERIFY_TABLES, only_stale=True)
     with one_snapshot():
         checks = invariant_checks(tenant=tenant, today=today, allow_partial=allow_partial)
         if baseline is not None:

@@ -48,6 +48,7 @@ from payments.domain import backfill as plan_rules
 from payments.domain import status as engine
 from payments.domain.backfill import InvoicePlan, LegacyInvoice, LegacyPayment, PaymentPlan
 from payments.services.origin import audit_origin
+from payments.services.statistics import GrowingTables
 
 if TYPE_CHECKING:
     from payments.services.backfill_control import BackfillConsole
@@ -1289,9 +1290,12 @@ def _passes_run(m: _Models, run, *, using: str, tenant_id: str | None, batch_siz
     to_migrate = todo_invoices.filter(pk__gt=run.cursor_invoice_id).count()
     progress.started(total_invoices=total_invoices, to_migrate=to_migrate)
 
+    statistics = GrowingTables(using=using)  # ANALYZE what it wrote, as the tables grow and at the end
+
     def invoices_migrated(result: BatchResult) -> None:
         for number, legacy_status in result.migrated_invoices:
             progress.invoice_migrated(number=number, legacy_status=legacy_status)
+        statistics.batch_done()
 
     batch_number = _batches_run(
         run, todo_invoices, cursor_field="cursor_invoice_id", phase="invoices", total=to_migrate,
@@ -1311,7 +1315,9 @@ def _passes_run(m: _Models, run, *, using: str, tenant_id: str | None, batch_siz
             m, using=using, payment_ids=ids, run_id=run.pk, today=today, batch_number=number
         ),
         using=using, batch_size=batch_size, progress=progress, first_batch=batch_number, console=console,
+        after_commit=lambda _result: statistics.batch_done(),
     )
+    statistics.finished()
 
     if console is not None:
         console.run_finishing()

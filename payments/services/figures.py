@@ -1,6 +1,6 @@
 """Building the FIN-01/FIN-02 read model (`InvoiceFigures`, `InvoiceRollup`; PostgreSQL only).
 
-Once built, PostgreSQL keeps it exact at every commit (`payments/migrations/_pay10_figures.py`). A
+Once built, PostgreSQL keeps it exact at every commit (`payments/database/figures_v1.py`). A
 build walks the invoices in id order, a batch per transaction, each batch through the same
 `pay10_figures_refresh` the commits use, and records its cursor, so a killed build resumes and the
 service keeps running meanwhile: readers compute live until the build row is gone.

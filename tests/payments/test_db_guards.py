@@ -1,4 +1,4 @@
-"""PostgreSQL enforces the money invariants itself (payments/migrations/_pay10_guards.py).
+"""PostgreSQL enforces the money invariants itself (payments/database/guards_v2.py).
 
 Each test writes with raw SQL, as a bug or an operator would, then fires the deferred commit-time
 check inside the test transaction with `SET CONSTRAINTS ALL IMMEDIATE` (what COMMIT would do).

@@ -1,6 +1,6 @@
 """Suite-wide rules: PostgreSQL-only tests skip on SQLite with a reason, and under CI=true a
 skip on PostgreSQL fails the run. The flushes between transactional tests unlock the audit log's
-TRUNCATE guard deliberately (the owner's unlock, `_pay10_audit_truncate.py`); nothing else does.
+TRUNCATE guard deliberately (the owner's unlock, `payments/database/audit_truncate_v1.py`); nothing else does.
 The suite's API calls and admin logins are neither throttled nor locked out by accident: its
 throttle rates are high and django-axes' counts are cleared before each test."""
 import os
@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.backends.postgresql.operations import DatabaseOperations
 
-from payments.migrations._pay10_audit_truncate import UNLOCK_SQL
+from payments.database.audit_truncate_v1 import UNLOCK_SQL
 
 _flush = DatabaseOperations.execute_sql_flush
 

@@ -74,6 +74,20 @@ def migrate(database: str, *args: str, **env: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+# Runs the old main's manage.py with its own packages only: the editable install of today's checkout
+# (a finder that maps `billing`, `payments` and `config` to it) would otherwise lend the old code
+# today's modules wherever the old tree lacks one (e.g. `payments/admin.py` before it existed).
+OLD_MAIN_ALONE = """
+import runpy, sys
+sys.meta_path[:] = [finder for finder in sys.meta_path if "__editable__" not in getattr(finder, "__module__", "")]
+sys.path_hooks[:] = [hook for hook in sys.path_hooks if "__editable__" not in getattr(hook, "__module__", "")]
+sys.path_importer_cache.clear()
+sys.path.insert(0, ".")
+sys.argv = ["manage.py", *sys.argv[1:]]
+runpy.run_path("manage.py", run_name="__main__")
+"""
+
+
 def migrate_with_old_main(database: str, commit: str, tmp_path: Path) -> None:
     """`manage.py migrate` with the code of main at `commit` (from this repository's history, through
     `git archive`), as a database of that time was migrated."""
@@ -82,7 +96,7 @@ def migrate_with_old_main(database: str, commit: str, tmp_path: Path) -> None:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     done = subprocess.run(
-        [sys.executable, str(old / "manage.py"), "migrate", "--verbosity", "0"],
+        [sys.executable, "-c", OLD_MAIN_ALONE, "migrate", "--verbosity", "0"],
         cwd=old, capture_output=True, text=True, timeout=600,
         env=os.environ | {"DATABASE_URL": _url(database), "DJANGO_DEBUG": "true"},
     )

@@ -5,12 +5,13 @@ Each module here is one version of one body of code and never changes once a mig
   (set-based notes, index probes). Version 1 is what main at a380abc installed (its text is in git
   history; it had the same object names, four functions with other bodies), and before it the
   row-level `*_recheck` triggers, whose names `guards_v2` lists to drop;
-- `figures_v1`: the FIN-01/FIN-02 read model's upkeep as `0004_invoice_figures` installs it.
+- `figures_v1`: the FIN-01/FIN-02 read model's upkeep as `0004_invoice_figures` installs it;
+- `audit_truncate_v1`: the audit log's refusal of TRUNCATE, installed by `0008_audit_log_truncate_guard`.
 
 A change to database code is a NEW module (`guards_v3`, ...) and a NEW migration with
 `InstallDatabaseCode(new, previous=old)` (`payments/migrations/_operations.py`): forward it installs
 the new version, backward the previous one. `0006_pay10_database_code` brings a database migrated
-by any earlier main to today's versions (`CURRENT`): it replaces every function (CREATE OR REPLACE),
+by any earlier main to today's versions: it replaces every function (CREATE OR REPLACE),
 recreates only the triggers whose definition differs, and drops what earlier versions had and no
 current version has.
 
@@ -40,9 +41,3 @@ class DatabaseCode:
     retired_triggers: dict[str, str] = field(default_factory=dict)  # trigger name -> table
     retired_functions: tuple[str, ...] = ()
 
-
-def current() -> tuple[DatabaseCode, ...]:
-    """Today's version of every body of database code, in install order."""
-    from payments.database import figures_v1, guards_v2
-
-    return (guards_v2.CODE, figures_v1.CODE)

@@ -1,20 +1,21 @@
-"""The audit log refuses TRUNCATE, for every role (issue 10; the SQL and its owner-only unlock are in
-`_pay10_audit_truncate.py`).
+"""The audit log refuses TRUNCATE, for every role (issue 10): `payments/database/audit_truncate_v1.py`.
 
-Online: a trigger is a catalog change; it waits at most `LOCK_TIMEOUT` for its brief lock on the
-audit log, then fails (and can be rerun) rather than queue every writer behind it.
+Online: the function in a short transaction, the trigger (a brief SHARE ROW EXCLUSIVE lock on the
+audit log) in one of its own under lock_timeout, retried with backoff (`InstallDatabaseCode`).
 """
 from django.db import migrations
 
-from payments.migrations._pay10_audit_truncate import guard_install, guard_remove
+from payments.database import audit_truncate_v1
+from payments.migrations._operations import InstallDatabaseCode
 
 
 class Migration(migrations.Migration):
+    atomic = False  # each step its own short transaction
 
     dependencies = [
         ("payments", "0007_payment_permissions"),
     ]
 
     operations = [
-        migrations.RunPython(guard_install, guard_remove),
+        InstallDatabaseCode(audit_truncate_v1.CODE),
     ]

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from billing.models import InvoiceStatus
 from billing.services.api_tokens import api_token_create
-from payments.migrations._pay10_audit_truncate import UNLOCK_SQL
+from payments.database.audit_truncate_v1 import UNLOCK_SQL
 from payments.models import BackfillRun, Credit, InvoiceMigration, Payment, PaymentAuditLog, Refund
 from payments.selectors.verification import verification_run
 from payments.services.runtime_role import RUNTIME_GRANTS, unmapped_tables

@@ -3,6 +3,7 @@ resume and cancel between batches, the adaptive batch size, the waits, the parit
 per-batch log line and `pay10_backfill_control`. Cross-process behaviour on PostgreSQL is in
 test_backfill_control_processes.py."""
 import json
+import logging
 from io import StringIO
 
 import pytest
@@ -11,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from billing.models import Invoice, Tenant
+from config.logs import JsonLineFormatter
 from payments.models import BackfillRun
 from payments.services import backfill
 from payments.services import backfill_control as control
@@ -370,11 +372,13 @@ def test_the_parity_gate_holds_through_a_whole_run_and_lets_audited_application_
 
 
 @pytest.mark.django_db
-def test_each_batch_logs_one_json_line_when_stderr_is_not_a_terminal(seeded):
-    err = StringIO()
+def test_each_batch_logs_one_json_line_when_stderr_is_not_a_terminal(seeded, caplog):
+    """Through the project's logging configuration, whose handler writes JSON lines off a terminal
+    (`config.logs.JsonLineFormatter`, tests/test_logs.py)."""
+    caplog.set_level(logging.INFO, logger="pay10.backfill")
     call_command("pay10_backfill", "--batch-size", str(BATCH), "--target-batch-seconds", "0", stdout=StringIO(),
-                 stderr=err)
-    lines = [json.loads(line) for line in err.getvalue().splitlines()]
+                 stderr=StringIO())
+    lines = [json.loads(JsonLineFormatter().format(record)) for record in caplog.records]
     batches = [line for line in lines if line["event"] == "backfill.batch"]
     run = BackfillRun.objects.get()
     assert len(batches) == run.counts["console"]["batches"] >= INVOICES // BATCH
@@ -384,6 +388,24 @@ def test_each_batch_logs_one_json_line_when_stderr_is_not_a_terminal(seeded):
         run.pk, "invoices", 1, BATCH, BATCH)
     assert first["total"] == Invoice.objects.count() and first["done"] == BATCH
     assert isinstance(first["seconds"], float)
+
+
+@pytest.mark.django_db
+def test_batch_lines_go_to_the_commands_stderr_when_logging_hides_them(seeded):
+    """With `PAY10_LOG_LEVEL` above INFO the command still writes its batch lines, to its own stderr."""
+    pay10 = logging.getLogger("pay10")
+    level = pay10.level
+    pay10.setLevel(logging.WARNING)
+    try:
+        err = StringIO()
+        call_command("pay10_backfill", "--batch-size", str(BATCH), "--target-batch-seconds", "0",
+                     stdout=StringIO(), stderr=err)
+    finally:
+        pay10.setLevel(level)
+    lines = [json.loads(line) for line in err.getvalue().splitlines()]
+    batches = [line for line in lines if line["event"] == "backfill.batch"]
+    assert len(batches) == BackfillRun.objects.get().counts["console"]["batches"] >= INVOICES // BATCH
+    assert batches[0]["logger"] == "pay10.backfill"
 
 
 # --------------------------------------------------------------------------------------------

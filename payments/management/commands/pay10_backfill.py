@@ -4,11 +4,12 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.models import Tenant
+from config.logs import JsonLineFormatter
 from payments.services.backfill import (
     DEFAULT_BATCH_SIZE,
     BackfillError,
@@ -86,20 +87,6 @@ class CommandProgress(BackfillProgress):
         self._close_bar()
 
 
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message and the record's `extra` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line |= {key: value for key, value in vars(record).items() if key not in RECORD_ATTRIBUTES}
-        return json.dumps(line, default=str)
-
-
 class KeyValueFormatter(logging.Formatter):
     """On a terminal: the message, then the `extra` fields as key=value."""
 
@@ -110,9 +97,10 @@ class KeyValueFormatter(logging.Formatter):
 
 @contextmanager
 def batch_log(stream, *, verbosity: int):
-    """Send the `pay10.backfill` records to the command's stderr unless logging is configured to
-    show them already: JSON lines when stderr is not a terminal; on a terminal, beside the progress
-    bar, only waits and errors (every batch with -v 2)."""
+    """Send the `pay10.backfill` records to the command's stderr unless the project's logging shows
+    them already (`config/settings.py` LOGGING: JSON lines off a terminal): JSON lines when stderr
+    is not a terminal; on a terminal, beside the progress bar, only waits and errors (every batch
+    with -v 2)."""
     if backfill_logger.isEnabledFor(logging.INFO) or verbosity < 1:
         yield
         return

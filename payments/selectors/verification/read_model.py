@@ -6,6 +6,7 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
 from billing.models import Invoice, Tenant
+from payments.database import rules
 from payments.models import (
     INVOICE_BLOCK_BITS,
     NO_DUE_DAY,
@@ -66,7 +67,7 @@ SELECT coalesce(f.tenant_id, r.tenant_id), coalesce(f.currency, r.currency), coa
        coalesce(f.issue_day, r.issue_day), coalesce(f.due_day, r.due_day),
        f.n, r.invoice_count, f.amount, r.amount_cents, f.paid, r.paid_cents
 FROM (
-    SELECT tenant_id, currency, state, issue_day, coalesce(due_date, DATE '{NO_DUE_DAY}') AS due_day,
+    SELECT tenant_id, currency, state, issue_day, coalesce(due_date, {rules.NO_DUE_DAY_SQL}) AS due_day,
            count(*) AS n, CAST(sum(amount_cents) AS BIGINT) AS amount, CAST(sum(paid_cents) AS BIGINT) AS paid
     FROM {InvoiceFigures._meta.db_table} WHERE TRUE {{tenant}}
     GROUP BY 1, 2, 3, 4, 5
@@ -80,7 +81,7 @@ _DUE_ROLLUP_DIFFERENT_SQL = f"""
 SELECT coalesce(f.tenant_id, r.tenant_id), coalesce(f.currency, r.currency), coalesce(f.state, r.state),
        NULL, coalesce(f.due_day, r.due_day), f.n, r.invoice_count, f.amount, r.amount_cents, f.paid, r.paid_cents
 FROM (
-    SELECT tenant_id, currency, state, coalesce(due_date, DATE '{NO_DUE_DAY}') AS due_day,
+    SELECT tenant_id, currency, state, coalesce(due_date, {rules.NO_DUE_DAY_SQL}) AS due_day,
            count(*) AS n, CAST(sum(amount_cents) AS BIGINT) AS amount, CAST(sum(paid_cents) AS BIGINT) AS paid
     FROM {InvoiceFigures._meta.db_table} WHERE TRUE {{tenant}}
     GROUP BY 1, 2, 3, 4

@@ -18,7 +18,7 @@ from billing.models import Invoice
 from payments.database import rules
 from payments.domain import aging, allocations as rule
 from payments.domain import status as engine
-from payments.domain.money import PaymentBalance, credit_remaining, payment_unallocated
+from payments.domain.money import PaymentBalance, credit_remaining, payment_unallocated, refunded_total
 from payments.models import Allocation, AllocationReversal, Credit, Payment, Refund
 from payments.selectors.balances import credits_with_balances, invoices_with_balances, payments_with_balances
 from payments.selectors.verification import orphan_counts
@@ -159,7 +159,9 @@ def test_payment_and_credit_usage_agree(uses):
             amount_cents=row.amount_cents, allocated_cents=row.allocated_cents, credited_cents=row.credited_cents,
             refunded_cents=row.refunded_cents,
         ).unallocated_cents == row.unallocated_cents == unallocated
-        assert row.refunded_total_cents == refunded_unallocated + sum(r for _c, _a, _p, r in credits)
+        assert row.refunded_total_cents == refunded_total(
+            refunds_of_unallocated_cents=refunded_unallocated, refunds_of_credits_cents=sum(r for _c, _a, _p, r in credits)
+        )
 
         for credit, amount, applied, refunded in credits:
             remaining = credit_remaining(amount_cents=amount, applied_cents=applied, refunded_cents=refunded)

@@ -73,13 +73,13 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ("verify_payments", "reject_payments")
     readonly_fields = (
         "id", "tenant", "amount", "currency", "channel", "verification_status", "reference", "received_at",
-        "idempotency_key", "allocated", "credited", "refunded", "unallocated", "invoice", "method", "status",
+        "idempotency_key", "allocated", "credited", "refunded", "refunded_total", "unallocated", "invoice", "method", "status",
         "created_at",
     )
     fieldsets = (
         (None, {"fields": ("id", "tenant", "amount", "currency", "channel", "verification_status", "reference",
                            "received_at", "idempotency_key")}),
-        ("Where the money is", {"fields": ("allocated", "credited", "refunded", "unallocated")}),
+        ("Where the money is", {"fields": ("allocated", "credited", "refunded", "unallocated", "refunded_total")}),
         ("Legacy columns (kept for old readers)", {"fields": ("invoice", "method", "status", "created_at")}),
     )
     inlines = (PaymentAllocationInline, PaymentAuditInline)
@@ -87,8 +87,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     amount = cents_column("amount_cents", "Amount")
     allocated = cents_column("allocated_cents", "Allocated")
     credited = cents_column("credited_cents", "Credited")
-    refunded = cents_column("refunded_cents", "Refunded")
+    refunded = cents_column("refunded_cents", "Refunded from unallocated money")
     unallocated = cents_column("unallocated_cents", "Unallocated")
+    refunded_total = cents_column("refunded_total_cents", "Refunded in all (credits too)")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Payment]:
         return payments_with_balances().order_by("-id")

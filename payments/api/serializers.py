@@ -183,7 +183,13 @@ class PaymentSerializer(serializers.ModelSerializer):
     idempotencyKey = serializers.CharField(source="idempotency_key", allow_null=True)
     allocatedCents = serializers.IntegerField(source="allocated_cents")
     creditedCents = serializers.IntegerField(source="credited_cents")
-    refundedCents = serializers.IntegerField(source="refunded_cents")
+    refundedCents = serializers.IntegerField(
+        source="refunded_cents", help_text="Refunded out of the payment's unallocated money (a term of unallocatedCents)."
+    )
+    refundedTotalCents = serializers.IntegerField(
+        source="refunded_total_cents",
+        help_text="Everything refunded of the payment: out of its unallocated money and out of its credits.",
+    )
     unallocatedCents = serializers.IntegerField(source="unallocated_cents")
     allocations = AllocationSerializer(many=True, source="allocation_list")
 
@@ -191,8 +197,8 @@ class PaymentSerializer(serializers.ModelSerializer):
         model = Payment
         fields = [
             "id", "tenant", "amountCents", "currency", "channel", "reference", "receivedAt", "verificationStatus",
-            "legacyStatus", "idempotencyKey", "allocatedCents", "creditedCents", "refundedCents", "unallocatedCents",
-            "allocations",
+            "legacyStatus", "idempotencyKey", "allocatedCents", "creditedCents", "refundedCents", "refundedTotalCents",
+            "unallocatedCents", "allocations",
         ]
 
 

@@ -6,8 +6,11 @@ the invoice: PAID if paid >= amount (a zero-amount issued invoice is PAID); else
 due date is before today; else PARTIALLY_PAID if paid > 0; else ISSUED.
 
 The stored `billing_invoice.status` is only a cache of this verdict. Set-based readers use
-`payments.selectors.status.invoice_status_expression`, its SQL twin, which a property test holds
-equal to this function.
+`payments.selectors.status.invoice_status_expression`, its ORM twin; raw SQL uses
+`payments.database.rules.status_verdict` (and the read model `rules.money_state`, the part that does
+not depend on the date). Property tests hold both equal to this function
+(tests/payments/domain/test_status.py, tests/payments/selectors/test_rule_twins.py).
+The statuses are `billing.models.InvoiceStatus`'s, tied by tests/payments/domain/test_vocabulary.py.
 """
 from datetime import date
 

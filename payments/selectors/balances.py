@@ -52,6 +52,8 @@ PAID_ALLOCATION = ACTIVE_ALLOCATION & (
     Q(payment__verification_status=VerificationStatus.VERIFIED) | Q(credit__isnull=False)
 )
 PENDING_ALLOCATION = ACTIVE_ALLOCATION & Q(payment__verification_status=VerificationStatus.PENDING)
+# A refund of a payment's unallocated money (a refund out of one of its credits has its credit set).
+REFUND_OF_UNALLOCATED = Q(credit__isnull=True)
 
 
 def _sum_of(queryset: QuerySet, group_by: str) -> Coalesce:
@@ -169,14 +171,18 @@ def invoice_balance(*, invoice: Invoice) -> InvoiceBalance:
 
 
 def payments_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Payment]:
-    """Payments annotated with `allocated_cents`, `credited_cents`, `refunded_cents`, `unallocated_cents`."""
+    """Payments annotated with `allocated_cents`, `credited_cents`, `refunded_cents`, `unallocated_cents`
+    and `refunded_total_cents` (`payments.domain.money.PaymentBalance` names the two refund sums:
+    `refunded_cents`, refunds of unallocated money, is a term of `unallocated_cents`;
+    `refunded_total_cents` also counts refunds out of the payment's credits)."""
     queryset = Payment.objects.all()
     if tenant is not None:
         queryset = queryset.filter(tenant=tenant)
     return queryset.annotate(
         allocated_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, payment_id=OuterRef("pk")), "payment_id"),
         credited_cents=_sum_of(Credit.objects.filter(source_payment_id=OuterRef("pk")), "source_payment_id"),
-        refunded_cents=_sum_of(Refund.objects.filter(payment_id=OuterRef("pk"), credit__isnull=True), "payment_id"),
+        refunded_cents=_sum_of(Refund.objects.filter(REFUND_OF_UNALLOCATED, payment_id=OuterRef("pk")), "payment_id"),
+        refunded_total_cents=_sum_of(Refund.objects.filter(payment_id=OuterRef("pk")), "payment_id"),
     ).annotate(
         unallocated_cents=F("amount_cents") - F("allocated_cents") - F("credited_cents") - F("refunded_cents"),
     )

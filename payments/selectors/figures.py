@@ -21,6 +21,7 @@ from django.dispatch import receiver
 
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
+from payments.domain.aging import aging_bucket  # noqa: F401 - its readers import it from here
 from payments.models import (
     INVOICE_BLOCK_BITS,
     NO_DUE_DAY,
@@ -110,16 +111,6 @@ def status_condition(status: str, *, today: date, due_field: str) -> Q:
         elif when_not_past:
             condition |= Q(state=state) & not_past
     return condition
-
-
-def aging_bucket(due_date: date | None, today: date) -> str:
-    """Twin of `billing.selectors.finance._aging_bucket_expression` for one due date."""
-    if due_date is None or due_date == NO_DUE or due_date >= today:
-        return "current"
-    for bucket, days in (("1-30", 30), ("31-60", 60), ("61-90", 90)):
-        if due_date >= today - timedelta(days=days):
-            return bucket
-    return "90+"
 
 
 def rollup_rows(*, tenant: Tenant | None, first_day: date | None, last_day: date | None) -> QuerySet:

@@ -1,6 +1,6 @@
 """SQL twin of the status engine, for set-based readers (FIN-01, FIN-02, the backfill, verify).
 
-`tests/payments/test_status_engine.py` holds it equal to `payments.domain.status.invoice_status`
+`tests/payments/domain/test_status.py` holds it equal to `payments.domain.status.invoice_status`
 on generated cases, so the rule still lives in one place.
 """
 from datetime import date

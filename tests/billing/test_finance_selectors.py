@@ -168,7 +168,7 @@ def _reference_summary(tenant) -> dict:
 
 @pytest.mark.fin01
 def test_finance_summary_adds_up_exactly_the_per_invoice_figures(tenant):
-    from tests.payments.test_balances import mixed_book
+    from tests.payments.ledgers import mixed_book
 
     mixed_book(tenant)
     mixed_book(TenantFactory(currency="USD"))
@@ -182,7 +182,7 @@ def test_finance_summary_adds_up_exactly_the_per_invoice_figures(tenant):
 
 @pytest.mark.fin01
 def test_finance_summary_of_all_tenants_is_the_sum_of_each_tenant(tenant):
-    from tests.payments.test_balances import mixed_book
+    from tests.payments.ledgers import mixed_book
 
     other = TenantFactory(currency="USD")
     mixed_book(tenant)
@@ -198,7 +198,7 @@ def test_finance_summary_of_all_tenants_is_the_sum_of_each_tenant(tenant):
 @pytest.mark.parametrize("status", ["PAID", "PARTIALLY_PAID", "ISSUED", "OVERDUE", "DRAFT", "VOID"])
 def test_invoice_page_status_filter_is_todays_verdict_of_every_invoice(tenant, status):
     from payments.selectors.balances import invoices_with_balances
-    from tests.payments.test_balances import mixed_book
+    from tests.payments.ledgers import mixed_book
 
     mixed_book(tenant)
     mixed_book(TenantFactory(currency="USD"))
@@ -216,7 +216,7 @@ def test_invoice_page_status_filter_is_todays_verdict_of_every_invoice(tenant, s
 @pytest.mark.fin02
 def test_invoice_page_rows_carry_the_same_figures_as_the_per_row_shape(tenant):
     from payments.selectors.balances import invoices_with_balances
-    from tests.payments.test_balances import mixed_book
+    from tests.payments.ledgers import mixed_book
 
     mixed_book(tenant)
     expected = {

@@ -3,7 +3,7 @@
 Orphans need writes that go around the foreign keys. Inside a test transaction that is easy on
 both backends: Django creates foreign keys DEFERRABLE INITIALLY DEFERRED, and the transaction is
 rolled back before they would be checked (`broken_ledger` skips Django's end-of-test check, see
-tests/payments/test_verification.py); PostgreSQL's deferred PAY-10 guard triggers likewise never
+tests/payments/ledgers.py); PostgreSQL's deferred PAY-10 guard triggers likewise never
 fire. The committed test at the end breaks a foreign key the way production would: PostgreSQL
 with `session_replication_role = replica` (triggers off), SQLite with `PRAGMA foreign_keys = OFF`.
 """
@@ -21,7 +21,7 @@ from payments.services.audit import os_user
 from payments.services.orphans import ORPHAN_REVERSAL_REASON, orphans_cleanup
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
-from tests.payments.test_verification import allocate, broken_ledger, consistent_ledger, ledger  # noqa: F401
+from tests.payments.ledgers import allocate, broken_ledger, consistent_ledger, ledger  # noqa: F401
 
 pytestmark = [pytest.mark.django_db]
 

@@ -1,6 +1,6 @@
 """`manage.py pay10_verify`: lines with ✓/✗, --json, exit status, and the --baseline comparison.
 
-Tests that break the ledger on purpose use `broken_ledger` (see tests/payments/test_verification.py:
+Tests that break the ledger on purpose use `broken_ledger` (see tests/payments/ledgers.py:
 the test transaction is rolled back without Django's end-of-test constraint check).
 """
 import json
@@ -25,7 +25,7 @@ from payments.models import (
 from payments.selectors import verification
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import LegacyPaymentFactory
-from tests.payments.test_verification import (  # noqa: F401 (fixtures)
+from tests.payments.ledgers import (  # noqa: F401 (fixtures)
     TODAY,
     allocate,
     audit,

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.selectors.baseline import BASELINE_KIND, UnknownTenant, tenant_by_id
+from billing.selectors.baseline import BASELINE_KIND, UnknownTenant, baseline_document, tenant_by_id
 from payments.selectors.schema import pay10_schema_installed
 from payments.selectors.verification import verification_run
 
@@ -55,7 +55,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
         checks = verification_run(
-            tenant=tenant, today=timezone.localdate(), allow_partial=allow_partial, baseline=baseline
+            tenant=tenant, today=timezone.localdate(), allow_partial=allow_partial, baseline=baseline,
+            current_document=baseline_document,
         )
         failed = [check.name for check in checks if not check.ok]
 

@@ -1,4 +1,5 @@
-"""PostgreSQL enforces the money invariants itself (payments/database/guards_v2.py).
+"""PostgreSQL enforces the money invariants itself (payments/database/guards_v3.py, composed from
+payments/database/rules.py; guards_v2 before 0010).
 
 Each test writes with raw SQL, as a bug or an operator would, then fires the deferred commit-time
 check inside the test transaction with `SET CONSTRAINTS ALL IMMEDIATE` (what COMMIT would do).
@@ -122,6 +123,8 @@ def test_reversed_allocations_free_their_money(tenant):
 
     commit_check(INSERT_ALLOCATION, [tenant.pk, allocation.invoice_id, other.pk, None, 1_000])
 
+    assert other.allocations.filter(invoice_id=allocation.invoice_id, amount_cents=1_000).count() == 1
+
 
 def test_an_allocation_across_tenants_is_refused(tenant):
     invoice = MigratedInvoiceFactory(tenant=TenantFactory(id="other", currency="KES"))
@@ -145,6 +148,8 @@ def test_a_reversed_crossing_allocation_no_longer_blocks_its_invoice(tenant):
     mine = PaymentFactory(tenant=tenant, amount_cents=1_000)
 
     commit_check(INSERT_ALLOCATION, [tenant.pk, invoice.pk, mine.pk, None, 1_000])
+
+    assert mine.allocations.filter(invoice=invoice, amount_cents=1_000).count() == 1
 
 
 def test_an_allocation_across_currencies_is_refused(tenant):

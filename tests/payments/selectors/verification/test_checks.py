@@ -1,165 +1,44 @@
 """`payments.selectors.verification`: a consistent ledger passes every check; breaking one invariant
 at a time (direct writes that bypass the services) fails exactly that check, with an explanation.
 
-The breaking writes run inside pytest-django's test transaction. On PostgreSQL the deferred
-constraint triggers that reject invariant-breaking writes fire only at commit, which never comes:
-the transaction is rolled back. Django's TestCase would still run `SET CONSTRAINTS ALL IMMEDIATE`
-at teardown to check deferred constraints; the `broken_ledger` fixture marks the transaction for
-rollback first, so the rows these tests break on purpose are discarded unchecked.
+The ledgers and the `broken_ledger` fixture are in `tests/payments/ledgers.py` (read its docstring for
+why breaking writes inside the test transaction are never checked).
 """
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
-from billing.models import Invoice, InvoiceStatus, Tenant
+from billing.models import Invoice, InvoiceStatus
 from payments.models import (
     Allocation,
     AllocationReversal,
     AuditEvent,
-    BackfillDeviation,
     Channel,
     Credit,
     InvoiceMigration,
     LegacyPaymentStatus,
     Payment,
-    PaymentMigration,
     Refund,
     VerificationStatus,
 )
 from payments.selectors import verification
 from payments.selectors.verification import CheckResult, invariant_checks
-from payments.services.audit import audit_record
 from tests.billing.factories import InvoiceFactory, TenantFactory
-from tests.payments.factories import CreditFactory, LegacyPaymentFactory, MigratedInvoiceFactory, PaymentFactory
+from tests.payments.factories import LegacyPaymentFactory, MigratedInvoiceFactory, PaymentFactory
+from tests.payments.ledgers import (  # noqa: F401 (fixtures)
+    TODAY,
+    allocate,
+    audit,
+    backfilled_invoice,
+    broken_ledger,
+    ledger,
+    mapped_legacy_payment,
+    recorded_payment,
+)
 
 pytestmark = [pytest.mark.django_db]
-
-TODAY = timezone.localdate()
-
-
-@dataclass
-class Ledger:
-    tenant: Tenant
-    invoice: Invoice  # 10 000: 4 000 paid by `payment`, 2 000 pending from `pending_payment`
-    payment: Payment  # 5 000: 4 000 allocated, 1 000 issued as `credit`
-    credit: Credit  # 1 000, applied in full to `credit_invoice`
-    credit_invoice: Invoice
-    pending_payment: Payment
-    refunded_payment: Payment  # 1 000: 500 refunded, a 300 allocation reversed
-    legacy_invoice: Invoice  # legacy PAID 3 000: 2 000 of `legacy_payment` + a 1 000 synthetic shortfall
-    legacy_payment: Payment
-    unlinked_payment: Payment  # legacy 700 with no invoice: backfilled to credit
-    overdue_invoice: Invoice  # legacy ISSUED, due last week: backfill stored OVERDUE (a STATUS_CHANGED deviation)
-
-
-def audit(tenant: Tenant, event: str, **ids) -> None:
-    audit_record(tenant_id=tenant.pk, event_type=event, **ids)
-
-
-def allocate(*, invoice: Invoice, amount: int, payment: Payment | None = None, credit: Credit | None = None) -> Allocation:
-    allocation = Allocation.objects.create(
-        tenant=invoice.tenant, invoice=invoice, payment=payment, credit=credit, amount_cents=amount
-    )
-    event = AuditEvent.CREDIT_APPLIED if credit else AuditEvent.ALLOCATION_CREATED
-    audit(invoice.tenant, event, allocation_id=allocation.pk, invoice_id=invoice.pk, amount_cents=amount)
-    return allocation
-
-
-def recorded_payment(tenant: Tenant, amount: int, **fields) -> Payment:
-    payment = PaymentFactory(tenant=tenant, amount_cents=amount, **fields)
-    audit(tenant, AuditEvent.PAYMENT_RECORDED, payment_id=payment.pk, amount_cents=amount)
-    return payment
-
-
-def backfilled_invoice(tenant: Tenant, *, legacy_status: str, status: str, legacy_paid: int, **fields) -> Invoice:
-    invoice = InvoiceFactory(tenant=tenant, status=status, **fields)
-    InvoiceMigration.objects.create(
-        invoice=invoice, legacy_status=legacy_status, legacy_amount_paid_cents=invoice.amount_paid_cents,
-        legacy_paid_cents=legacy_paid,
-    )
-    audit_record(tenant_id=tenant.pk, event_type=AuditEvent.INVOICE_BACKFILLED, invoice_id=invoice.pk, backfilled=True)
-    if legacy_status != status:
-        BackfillDeviation.objects.create(
-            kind=BackfillDeviation.Kind.STATUS_CHANGED, tenant=tenant, invoice=invoice, invoice_number=invoice.number,
-            legacy={"status": legacy_status}, new={"status": status},
-        )
-    return invoice
-
-
-def mapped_legacy_payment(tenant: Tenant, amount: int, **fields) -> Payment:
-    payment = LegacyPaymentFactory(
-        tenant=tenant, amount_cents=amount, channel=Channel.CARD, verification_status=VerificationStatus.VERIFIED, **fields
-    )
-    PaymentMigration.objects.create(payment=payment)
-    audit_record(tenant_id=tenant.pk, event_type=AuditEvent.PAYMENT_BACKFILLED, payment_id=payment.pk, backfilled=True)
-    return payment
-
-
-def consistent_ledger() -> Ledger:
-    """A small ledger that holds every invariant: new PAY-10 money and backfilled legacy money."""
-    tenant = TenantFactory(id="acme", currency="USD")
-    invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000, status=InvoiceStatus.PARTIALLY_PAID)
-    payment = recorded_payment(tenant, 5_000)
-    allocate(invoice=invoice, payment=payment, amount=4_000)
-    credit = CreditFactory(tenant=tenant, amount_cents=1_000, source_payment=payment)
-    audit(tenant, AuditEvent.CREDIT_ISSUED, credit_id=credit.pk, payment_id=payment.pk)
-    credit_invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=1_000, status=InvoiceStatus.PAID)
-    allocate(invoice=credit_invoice, credit=credit, amount=1_000)
-    pending_payment = recorded_payment(
-        tenant, 2_000, verification_status=VerificationStatus.PENDING, status=LegacyPaymentStatus.PENDING
-    )
-    allocate(invoice=invoice, payment=pending_payment, amount=2_000)
-    refunded_payment = recorded_payment(tenant, 1_000)
-    Refund.objects.create(tenant=tenant, payment=refunded_payment, amount_cents=500)
-    audit(tenant, AuditEvent.PAYMENT_REFUNDED, payment_id=refunded_payment.pk, amount_cents=500)
-    released = allocate(invoice=invoice, payment=refunded_payment, amount=300)
-    AllocationReversal.objects.create(allocation=released, reason="customer asked")
-    audit(tenant, AuditEvent.ALLOCATION_REVERSED, allocation_id=released.pk, amount_cents=300)
-
-    legacy_invoice = backfilled_invoice(
-        tenant, legacy_status=InvoiceStatus.PAID, status=InvoiceStatus.PAID, legacy_paid=3_000, amount_cents=3_000
-    )
-    legacy_payment = mapped_legacy_payment(tenant, 2_000, invoice=legacy_invoice)
-    synthetic = Payment.objects.create(
-        tenant=tenant, invoice=legacy_invoice, amount_cents=1_000, currency="USD", method="legacy",
-        status=LegacyPaymentStatus.SUCCEEDED, channel=Channel.LEGACY, verification_status=VerificationStatus.VERIFIED,
-        idempotency_key=f"pay10-backfill:{legacy_invoice.pk}",
-    )
-    for source, amount in ((legacy_payment, 2_000), (synthetic, 1_000)):
-        Allocation.objects.create(
-            tenant=tenant, invoice=legacy_invoice, payment=source, amount_cents=amount, backfilled=True
-        )
-    unlinked_payment = mapped_legacy_payment(tenant, 700)
-    Credit.objects.create(
-        tenant=tenant, currency="USD", amount_cents=700, source_payment=unlinked_payment, reason="unlinked", backfilled=True
-    )
-    overdue_invoice = backfilled_invoice(
-        tenant, legacy_status=InvoiceStatus.ISSUED, status=InvoiceStatus.OVERDUE, legacy_paid=0,
-        due_date=TODAY - timedelta(days=7),
-    )
-    return Ledger(
-        tenant=tenant, invoice=invoice, payment=payment, credit=credit, credit_invoice=credit_invoice,
-        pending_payment=pending_payment, refunded_payment=refunded_payment, legacy_invoice=legacy_invoice,
-        legacy_payment=legacy_payment, unlinked_payment=unlinked_payment, overdue_invoice=overdue_invoice,
-    )
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return consistent_ledger()
-
-
-@pytest.fixture
-def broken_ledger(ledger):
-    """The ledger, for a test that breaks it: its transaction is rolled back without Django's
-    end-of-test constraint check (see the module docstring)."""
-    yield ledger
-    transaction.set_rollback(True)
-
 
 def checks_by_name(**kwargs) -> dict[str, CheckResult]:
     return {check.name: check for check in invariant_checks(today=TODAY, **kwargs)}

@@ -14,6 +14,7 @@ from payments.selectors.balances import (
     tenant_credit_balance,
 )
 from tests.billing.factories import InvoiceFactory, TenantFactory
+from tests.payments.ledgers import mixed_book
 from tests.payments.factories import (
     AllocationFactory,
     CreditFactory,
@@ -120,48 +121,6 @@ def test_lists_are_tenant_scoped():
 GROUPED_FIELDS = (
     "is_migrated", "paid_cents", "pending_cents", "balance_cents", "outstanding_cents", "status_today",
 )
-
-
-def mixed_book(tenant):
-    """Invoices of every kind the readers meet: several allocations each (verified, pending,
-    rejected, reversed, from a credit), explicit statuses, and not-yet-migrated legacy rows."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    today = timezone.localdate()
-    busy = MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000, due_date=today - timedelta(days=3))
-    AllocationFactory(invoice=busy, amount_cents=1_000)
-    AllocationFactory(invoice=busy, amount_cents=1_500)
-    for verification, amount in ((VerificationStatus.PENDING, 2_000), (VerificationStatus.REJECTED, 700)):
-        payment = PaymentFactory(tenant=tenant, verification_status=verification, amount_cents=amount)
-        AllocationFactory(invoice=busy, payment=payment, amount_cents=amount)
-    AllocationReversal.objects.create(allocation=AllocationFactory(invoice=busy, amount_cents=900), reason="test")
-    credit = CreditFactory(tenant=tenant, amount_cents=2_000)
-    AllocationFactory(invoice=busy, payment=None, credit=credit, amount_cents=600)
-
-    paid = MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000)
-    AllocationFactory(invoice=paid, amount_cents=1_000)
-    AllocationFactory(invoice=paid, amount_cents=2_000)
-    pending_only = MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000, due_date=today + timedelta(days=3))
-    pending = PaymentFactory(tenant=tenant, verification_status=VerificationStatus.PENDING, amount_cents=3_000)
-    AllocationFactory(invoice=pending_only, payment=pending, amount_cents=3_000)
-    MigratedInvoiceFactory(tenant=tenant, amount_cents=4_000, due_date=today - timedelta(days=1))
-    voided = MigratedInvoiceFactory(tenant=tenant, status="VOID", amount_cents=5_000)
-    AllocationFactory(invoice=voided, amount_cents=500)
-    MigratedInvoiceFactory(tenant=tenant, status="DRAFT", amount_cents=800)
-    MigratedInvoiceFactory(tenant=tenant, amount_cents=0)
-
-    for status, amount_paid, due in (
-        ("PAID", 0, today),
-        ("PARTIALLY_PAID", 12_345, today),
-        ("PARTIALLY_PAID", 2_000, today - timedelta(days=40)),
-        ("ISSUED", 1_000, today + timedelta(days=10)),
-        ("OVERDUE", 0, today - timedelta(days=100)),
-        ("DRAFT", 10_000, None),
-        ("VOID", 10_000, None),
-    ):
-        InvoiceFactory(tenant=tenant, status=status, amount_cents=10_000, amount_paid_cents=amount_paid, due_date=due)
 
 
 def _figures(queryset) -> dict:

@@ -37,7 +37,7 @@ from payments.services.invoices import invoice_void
 from payments.services.payments import payment_reject, payment_verify
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
-from tests.payments.test_concurrency import run_concurrently
+from tests.payments.helpers import run_concurrently
 
 TODAY = date(2026, 6, 15)
 

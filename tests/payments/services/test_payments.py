@@ -19,9 +19,8 @@ from payments.selectors.balances import credits_with_balances, invoices_with_bal
 from payments.services import errors
 from payments.services.allocations import allocation_create
 from payments.services.credits import credit_apply, credit_issue
+from payments.services.inputs import ERROR_TEXT_NOT_STRING, ERROR_TEXT_TOO_LONG
 from payments.services.payments import (
-    ERROR_TEXT_NOT_STRING,
-    ERROR_TEXT_TOO_LONG,
     payment_record,
     payment_refund,
     payment_reject,

@@ -1,11 +1,9 @@
 """Concurrent operations on PostgreSQL, with real threads each on its own connection: row locks in
 the fixed order keep every invariant, losers get a clean refusal (409), nothing deadlocks."""
 import random
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from billing.services.api_tokens import api_token_create
@@ -18,33 +16,11 @@ from payments.services.invoices import invoice_void
 from payments.services.payments import payment_refund, payment_reject, payment_verify
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
+from tests.payments.helpers import run_concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 20
-
-
-def run_concurrently(count: int, work) -> list:
-    """Run `work(i)` in `count` threads released together; each returns its result or exception."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as error:  # noqa: BLE001 - the test inspects every outcome
-            results[i] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung (deadlock?)"
-    return results
 
 
 def staff_client_token() -> str:

@@ -31,7 +31,7 @@ from payments.services.backfill.first_write import rows_migrate_if_needed
 from payments.services.inputs import MAX_TEXT_LENGTH, amount_validate, reason_required, text_validate  # noqa: F401 - MAX_TEXT_LENGTH: payments.api.serializers
 from payments.services.invoice_status import invoice_statuses_refresh
 from payments.services.ledger import allocation_apply, allocation_reverse_locked
-from payments.services.locking import rows_lock
+from payments.services.locking import LockedRows, rows_lock
 from payments.services.lookups import payment_get, tenant_id_of
 
 RECORDABLE_CHANNELS = tuple(choice for choice in Channel.values if choice != Channel.LEGACY)
@@ -156,9 +156,13 @@ def _active_allocations(payment_id: int):
     return Allocation.objects.filter(payment_id=payment_id, reversal__isnull=True)
 
 
-def _lock_payment_and_invoices(*, payment_id: int, with_credit_applications: bool = False):
-    """Lock the invoices the payment's money (and, if asked, its credits' money) is applied to,
-    then the payment, then its credits."""
+def _payment_locked(
+    *, payment_id: int, tenant: Tenant | None, with_credit_applications: bool = False
+) -> tuple[Payment, LockedRows]:
+    """Find the payment in the tenant, migrate it if needed, and lock the invoices its money (and,
+    if asked, its credits' money) is applied to, then the payment, then its credits."""
+    payment_id = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant)).pk
+    rows_migrate_if_needed(payment_ids=[payment_id])
 
     def invoice_ids():
         ids = set(_active_allocations(payment_id).values_list("invoice_id", flat=True))
@@ -170,20 +174,18 @@ def _lock_payment_and_invoices(*, payment_id: int, with_credit_applications: boo
             )
         return ids
 
-    return rows_lock(
+    locked = rows_lock(
         invoice_ids=invoice_ids,
         payment_ids=lambda: [payment_id],
         credit_ids=lambda: Credit.objects.filter(source_payment_id=payment_id).values_list("pk", flat=True),
     )
+    return locked.payments[payment_id], locked
 
 
 def payment_verify(*, payment_id: int, actor, tenant: Tenant | None = None) -> Payment:
     """PENDING → VERIFIED: its allocations start counting as paid."""
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant)
         if payment.verification_status == VerificationStatus.VERIFIED:
             return payment
         if payment.verification_status == VerificationStatus.REJECTED:
@@ -211,10 +213,7 @@ def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | None
     """
     reason = reason_required(reason)
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant)
         if payment.verification_status == VerificationStatus.REJECTED:
             return payment
         if Refund.objects.filter(payment=payment).exists():
@@ -283,10 +282,7 @@ def payment_refund(
     amount_validate(amount_cents)
     reason = text_validate(reason, field="reason").strip()
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk, with_credit_applications=True)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant, with_credit_applications=True)
         if payment.verification_status != VerificationStatus.VERIFIED:
             raise errors.RuleViolation(
                 errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status=payment.verification_status)

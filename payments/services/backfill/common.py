@@ -54,19 +54,16 @@ class BackfillError(Exception):
 class BackfillModels:
     """The models the backfill reads and writes, from the live registry or a migration's historical one."""
 
+    NAMES = (
+        ("billing", ("Tenant", "Invoice")),
+        ("payments", ("Payment", "Allocation", "AllocationReversal", "Credit", "Refund", "PaymentAuditLog",
+                      "BackfillRun", "InvoiceMigration", "PaymentMigration", "BackfillDeviation")),
+    )
+
     def __init__(self, apps) -> None:
-        self.Tenant = apps.get_model("billing", "Tenant")
-        self.Invoice = apps.get_model("billing", "Invoice")
-        self.Payment = apps.get_model("payments", "Payment")
-        self.Allocation = apps.get_model("payments", "Allocation")
-        self.AllocationReversal = apps.get_model("payments", "AllocationReversal")
-        self.Credit = apps.get_model("payments", "Credit")
-        self.Refund = apps.get_model("payments", "Refund")
-        self.PaymentAuditLog = apps.get_model("payments", "PaymentAuditLog")
-        self.BackfillRun = apps.get_model("payments", "BackfillRun")
-        self.InvoiceMigration = apps.get_model("payments", "InvoiceMigration")
-        self.PaymentMigration = apps.get_model("payments", "PaymentMigration")
-        self.BackfillDeviation = apps.get_model("payments", "BackfillDeviation")
+        for app_label, names in self.NAMES:
+            for name in names:
+                setattr(self, name, apps.get_model(app_label, name))
 
     def legacy_payments(self, using: str):
         """Legacy payment rows the backfill has not mapped yet (PAY-10 payments carry a verification status)."""

@@ -105,6 +105,11 @@ def snapshots(*, invoice_id: int | None = None, payment_id: int | None = None, c
     return taken
 
 
+AUDITED_FIELDS = (
+    "tenant_id", "actor", "event_type", "invoice_id", "payment_id", "credit_id", "allocation_id", "amount_cents", "extra",
+)
+
+
 @dataclass
 class AuditedChange:
     """The audit row of a change being made: the `with audited(...)` block may fill in ids of rows it
@@ -134,15 +139,5 @@ def audited(*, tenant_id: str, actor, event_type: str, **fields) -> Iterator[Aud
     change.before = change.snapshot()
     yield change
     change.entry = audit_record(
-        tenant_id=change.tenant_id,
-        actor=change.actor,
-        event_type=change.event_type,
-        invoice_id=change.invoice_id,
-        payment_id=change.payment_id,
-        allocation_id=change.allocation_id,
-        credit_id=change.credit_id,
-        amount_cents=change.amount_cents,
-        before=change.before,
-        after=change.snapshot(),
-        extra=change.extra,
+        **{name: getattr(change, name) for name in AUDITED_FIELDS}, before=change.before, after=change.snapshot()
     )

@@ -25,7 +25,7 @@ from payments.services.backfill import locks as backfill_locks
 from payments.services.backfill import common as backfill_common
 from payments.selectors.balances import invoices_with_balances
 from payments.demo.legacy_seed import legacy_seed
-from tests.payments.backfill.helpers import Crash, money_state
+from tests.payments.backfill.helpers import Crash, money_state, other_connection
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pay10_regression]
 
@@ -207,13 +207,7 @@ def test_fin01_invoice_totals_never_change_between_batches(seeded):
 def lock_held_by_another_runner():
     """Hold the single-runner lock the way a second process would."""
     if connection.vendor == "postgresql":
-        import psycopg
-
-        params = connection.settings_dict
-        other = psycopg.connect(
-            dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-            host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
-        )
+        other = other_connection()
         try:
             other.execute("SELECT pg_advisory_lock(%s)", [backfill.ADVISORY_LOCK_KEY])
             yield

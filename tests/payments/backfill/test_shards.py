@@ -18,7 +18,7 @@ from payments.services.backfill import locks as backfill_locks
 from payments.services.backfill import common as backfill_common
 from payments.services.backfill import Shard
 from payments.demo.legacy_seed import legacy_seed
-from tests.payments.backfill.helpers import Crash, money_state
+from tests.payments.backfill.helpers import Crash, money_state, other_connection
 
 pytestmark = [pytest.mark.pay10_regression]
 
@@ -101,13 +101,7 @@ def held_by_another_process(*, shard: Shard | None, shared: bool = False):
     """Hold a runner lock the way another process would: the backfill lock (exclusive, or shared
     as a running shard holds it), or one shard's lock."""
     if connection.vendor == "postgresql":
-        import psycopg
-
-        params = connection.settings_dict
-        other = psycopg.connect(
-            dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-            host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
-        )
+        other = other_connection()
         try:
             if shard is not None:
                 other.execute("SELECT pg_advisory_lock(%s)", [shard.lock_key])

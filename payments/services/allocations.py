@@ -23,12 +23,12 @@ from payments.services.ledger import (
     invoice_accepts_check,
 )
 from payments.services.locking import rows_lock
-from payments.services.lookups import allocation_get, invoice_get, payment_get, tenant_id_of
+from payments.services.lookups import AllTenants, allocation_get, invoice_get, payment_get, tenant_id_of
 
 AUTO_ALLOCATE_CREDIT_REASON = "unallocated remainder of payment {id} after auto-allocation"
 
 
-def allocation_create(*, payment_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | None = None) -> Allocation:
+def allocation_create(*, payment_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | AllTenants) -> Allocation:
     """Apply part or all of a payment's unallocated money to an invoice of its tenant and currency."""
     amount_validate(amount_cents)
     with transaction.atomic():
@@ -67,7 +67,7 @@ def _auto_allocate_candidates(*, payment: Payment, unallocated_cents: int) -> li
     return candidates
 
 
-def payment_auto_allocate(*, payment_id: int, actor, tenant: Tenant | None = None) -> list[Allocation]:
+def payment_auto_allocate(*, payment_id: int, actor, tenant: Tenant | AllTenants) -> list[Allocation]:
     """Allocate the payment's unallocated money to its tenant's open invoices, oldest due first;
     what is left becomes a credit once the payment is verified (a pending payment keeps it)."""
     with transaction.atomic():
@@ -109,7 +109,7 @@ def payment_auto_allocate(*, payment_id: int, actor, tenant: Tenant | None = Non
         return allocations
 
 
-def allocation_reverse(*, allocation_id: int, actor, reason: str, tenant: Tenant | None = None) -> AllocationReversal:
+def allocation_reverse(*, allocation_id: int, actor, reason: str, tenant: Tenant | AllTenants) -> AllocationReversal:
     """Take an allocation back: its money returns to its payment or credit; the row stays."""
     reason = reason_required(reason)
     with transaction.atomic():

@@ -9,13 +9,13 @@ from payments.services.backfill.first_write import rows_migrate_if_needed
 from payments.services.inputs import amount_validate
 from payments.services.ledger import allocation_apply, credit_write, invoice_accepts_check
 from payments.services.locking import rows_lock
-from payments.services.lookups import credit_get, invoice_get, payment_get, tenant_id_of
+from payments.services.lookups import AllTenants, credit_get, invoice_get, payment_get, tenant_id_of
 
 CREDIT_ISSUE_DEFAULT_REASON = "unallocated money of payment {id}"
 
 
 def credit_issue(
-    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | None = None
+    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | AllTenants
 ) -> Credit:
     """Turn part of a verified payment's unallocated money into a credit of its tenant."""
     amount_validate(amount_cents)
@@ -51,7 +51,7 @@ def credit_rejected_check(*, credit: Credit) -> None:
         )
 
 
-def credit_apply(*, credit_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | None = None) -> Allocation:
+def credit_apply(*, credit_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | AllTenants) -> Allocation:
     """Apply part or all of what is left of a credit to an invoice of its tenant and currency."""
     amount_validate(amount_cents)
     with transaction.atomic():

@@ -17,7 +17,7 @@ from payments.services.backfill.first_write import rows_migrate_if_needed
 from payments.services.invoice_status import invoice_statuses_refresh, invoice_statuses_store
 from payments.services.ledger import allocation_reverse_locked, credit_write
 from payments.services.locking import rows_lock
-from payments.services.lookups import invoice_get, tenant_id_of
+from payments.services.lookups import AllTenants, invoice_get, tenant_id_of
 
 ERROR_INVOICE_NUMBER_TAKEN = "invoice number {number!r} is already used by this tenant"
 ERROR_INVOICE_AMOUNT = "an invoice amount is an integer number of cents from 0 to {max}"
@@ -68,7 +68,7 @@ def invoice_create(
         return invoice
 
 
-def invoice_void(*, invoice_id: int, actor, tenant: Tenant | None = None) -> Invoice:
+def invoice_void(*, invoice_id: int, actor, tenant: Tenant | AllTenants) -> Invoice:
     """VOID an invoice: verified money applied to it becomes credit of its payment, credit applied to
     it returns to its credit, pending allocations are released back to their payments."""
     with transaction.atomic():

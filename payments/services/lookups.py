@@ -1,7 +1,8 @@
 """Finding the rows an operation names, within the caller's tenant (reads; no lock taken).
 
-`tenant_id=None` means the caller acts for every tenant (staff: the admin, the commands); the API
-always passes its tenant, so an id of another tenant is "not found", never "forbidden".
+An operation takes `tenant`: a `Tenant` (the API's tenant-scoped callers: an id of another tenant is
+"not found", never "forbidden"), or `ALL_TENANTS`, said explicitly, for a caller acting for every
+tenant (staff: the admin, an unscoped API token). The getters take `tenant_id_of(tenant)`.
 """
 from billing.models import Invoice, Tenant
 from payments.models import Allocation, Credit, Payment
@@ -34,6 +35,21 @@ def allocation_get(*, allocation_id: int, tenant_id: str | None) -> Allocation:
     return _scoped_get(Allocation, pk=allocation_id, tenant_id=tenant_id, message=errors.ERROR_ALLOCATION_NOT_FOUND)
 
 
-def tenant_id_of(tenant: Tenant | None) -> str | None:
-    """The tenant to scope by; None (every tenant) when the caller passed none."""
-    return tenant.pk if tenant is not None else None
+class AllTenants:
+    """The scope of a caller acting for every tenant; use the one instance, `ALL_TENANTS`."""
+
+    def __repr__(self) -> str:
+        return "ALL_TENANTS"
+
+
+ALL_TENANTS = AllTenants()
+ERROR_TENANT_SCOPE = "an operation needs its tenant, or ALL_TENANTS to act for every tenant"
+
+
+def tenant_id_of(tenant: "Tenant | AllTenants") -> str | None:
+    """The tenant id to scope the getters by; None for `ALL_TENANTS`."""
+    if tenant is ALL_TENANTS:
+        return None
+    if not isinstance(tenant, Tenant):
+        raise TypeError(ERROR_TENANT_SCOPE)
+    return tenant.pk

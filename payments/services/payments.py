@@ -32,7 +32,7 @@ from payments.services.inputs import MAX_TEXT_LENGTH, amount_validate, reason_re
 from payments.services.invoice_status import invoice_statuses_refresh
 from payments.services.ledger import allocation_apply, allocation_reverse_locked
 from payments.services.locking import LockedRows, rows_lock
-from payments.services.lookups import payment_get, tenant_id_of
+from payments.services.lookups import AllTenants, payment_get, tenant_id_of
 
 RECORDABLE_CHANNELS = tuple(choice for choice in Channel.values if choice != Channel.LEGACY)
 RECORDABLE_VERIFICATION_STATUSES = (VerificationStatus.PENDING, VerificationStatus.VERIFIED)
@@ -157,7 +157,7 @@ def _active_allocations(payment_id: int):
 
 
 def _payment_locked(
-    *, payment_id: int, tenant: Tenant | None, with_credit_applications: bool = False
+    *, payment_id: int, tenant: Tenant | AllTenants, with_credit_applications: bool = False
 ) -> tuple[Payment, LockedRows]:
     """Find the payment in the tenant, migrate it if needed, and lock the invoices its money (and,
     if asked, its credits' money) is applied to, then the payment, then its credits."""
@@ -182,7 +182,7 @@ def _payment_locked(
     return locked.payments[payment_id], locked
 
 
-def payment_verify(*, payment_id: int, actor, tenant: Tenant | None = None) -> Payment:
+def payment_verify(*, payment_id: int, actor, tenant: Tenant | AllTenants) -> Payment:
     """PENDING → VERIFIED: its allocations start counting as paid."""
     with transaction.atomic():
         payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant)
@@ -205,7 +205,7 @@ def payment_verify(*, payment_id: int, actor, tenant: Tenant | None = None) -> P
         return payment
 
 
-def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | None = None) -> Payment:
+def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | AllTenants) -> Payment:
     """PENDING or VERIFIED → REJECTED, releasing every allocation of the payment.
 
     Refused once money from it was refunded or became credit that has since been applied; a credit
@@ -274,7 +274,7 @@ def _refunded_total(payment_id: int) -> int:
 
 
 def payment_refund(
-    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | None = None
+    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | AllTenants
 ) -> list[Refund]:
     """Pay money of a verified payment back: first its unallocated money, then what its credits
     hold, then by reversing its newest allocations (a partly needed allocation is reversed and

@@ -22,6 +22,7 @@ def main(tenant_id: str, count: int) -> None:
 
     from billing.models import Tenant
     from payments.models import Channel, FiguresState, InvoiceFigures
+    from payments.services.lookups import ALL_TENANTS
     from payments.services.allocations import allocation_create
     from payments.services.payments import payment_record
 
@@ -40,7 +41,7 @@ def main(tenant_id: str, count: int) -> None:
             tenant=tenant, amount_cents=amount, currency=tenant.currency, channel=Channel.BANK_TRANSFER,
             verification_status="VERIFIED", actor=actor,
         )
-        allocation_create(payment_id=payment.pk, invoice_id=invoice_id, amount_cents=amount, actor=actor)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice_id, amount_cents=amount, actor=actor)
         samples.append(time.perf_counter() - started)
         paid.append(invoice_id)
     print(json.dumps({"operations": len(samples), "median_ms": statistics.median(samples) * 1000, "invoice_ids": paid}))

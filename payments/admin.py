@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from billing.admin import AllocationInlineBase, AuditInlineBase, ReadOnlyAdminMixin, cents_column
 from payments.models import BackfillRun, Credit, Payment, PaymentAuditLog
 from payments.selectors.balances import credits_with_balances, payments_with_balances
+from payments.services.lookups import ALL_TENANTS
 from payments.services.backfill_control import (
     CANCEL,
     PAUSE,
@@ -104,7 +105,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Verify selected payments", permissions=["verify"])
     def verify_payments(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
-        done = self._each_payment(request, queryset, lambda payment_id: payment_verify(payment_id=payment_id, actor=request.user))
+        done = self._each_payment(request, queryset, lambda payment_id: payment_verify(tenant=ALL_TENANTS, payment_id=payment_id, actor=request.user))
         if done:
             self.message_user(request, MESSAGE_VERIFIED.format(count=done), messages.SUCCESS)
 
@@ -115,7 +116,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, MESSAGE_REASON_REQUIRED, messages.ERROR)
             return
         done = self._each_payment(
-            request, queryset, lambda payment_id: payment_reject(payment_id=payment_id, actor=request.user, reason=reason)
+            request, queryset, lambda payment_id: payment_reject(tenant=ALL_TENANTS, payment_id=payment_id, actor=request.user, reason=reason)
         )
         if done:
             self.message_user(request, MESSAGE_REJECTED.format(count=done), messages.SUCCESS)

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing.selectors.finance import Period, finance_summary
 from payments.management.commands.pay10_verify import SCHEMA_MISSING
-from payments.services.legacy_seed import OTHER_TENANT_SUFFIX
+from payments.demo.legacy_seed import OTHER_TENANT_SUFFIX
 
 pytestmark = [pytest.mark.pay10_regression, pytest.mark.django_db(transaction=True)]
 

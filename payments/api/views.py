@@ -43,6 +43,7 @@ from payments.services import errors
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply
 from payments.services.invoices import invoice_void
+from payments.services.lookups import ALL_TENANTS
 from payments.services.payments import (
     MAX_TEXT_LENGTH,
     idempotency_key_validate,
@@ -100,6 +101,10 @@ class OperationView(ThrottleFirstMixin, APIView):
     def scope(self, request: Request):
         """The tenant a staff caller is limited to, or None (every tenant)."""
         return tenant_scope(request.user)
+
+    def operation_scope(self, request: Request):
+        """`scope` as the payment operations take it: the tenant, or `ALL_TENANTS` said explicitly."""
+        return self.scope(request) or ALL_TENANTS
 
     def handle_exception(self, exc):
         for error_class, (status_code, code) in STATUS_OF_ERROR.items():
@@ -240,7 +245,7 @@ class PaymentVerifyView(OperationView):
     )
     def post(self, request: Request, payment_id: int) -> Response:
         payment = payment_verify(
-            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.scope(request)
+            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.operation_scope(request)
         )
         return Response(payment_document(payment.pk))
 
@@ -262,7 +267,7 @@ class PaymentRejectView(OperationView):
             payment_id=self.path_id(payment_id, what="payment"),
             actor=request.user,
             reason=data["reason"],
-            tenant=self.scope(request),
+            tenant=self.operation_scope(request),
         )
         return Response(payment_document(payment.pk))
 
@@ -288,7 +293,7 @@ class PaymentAllocateView(OperationView):
             invoice_id=data["invoiceId"],
             amount_cents=data["amountCents"],
             actor=request.user,
-            tenant=self.scope(request),
+            tenant=self.operation_scope(request),
         )
         return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
 
@@ -309,7 +314,7 @@ class PaymentAutoAllocateView(OperationView):
     )
     def post(self, request: Request, payment_id: int) -> Response:
         allocations = payment_auto_allocate(
-            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.scope(request)
+            payment_id=self.path_id(payment_id, what="payment"), actor=request.user, tenant=self.operation_scope(request)
         )
         return Response(
             {
@@ -340,7 +345,7 @@ class PaymentRefundView(OperationView):
             amount_cents=data["amountCents"],
             reason=data["reason"],
             actor=request.user,
-            tenant=self.scope(request),
+            tenant=self.operation_scope(request),
         )
         return Response(
             {"refunds": RefundSerializer(refunds, many=True).data, "payment": payment_document(payment_id)}
@@ -364,7 +369,7 @@ class AllocationReverseView(OperationView):
             allocation_id=self.path_id(allocation_id, what="allocation"),
             actor=request.user,
             reason=data["reason"],
-            tenant=self.scope(request),
+            tenant=self.operation_scope(request),
         )
         return Response(allocation_document(reversal.allocation_id))
 
@@ -386,7 +391,7 @@ class CreditApplyView(OperationView):
             invoice_id=data["invoiceId"],
             amount_cents=data["amountCents"],
             actor=request.user,
-            tenant=self.scope(request),
+            tenant=self.operation_scope(request),
         )
         return Response(allocation_document(allocation.pk), status=http.HTTP_201_CREATED)
 
@@ -407,6 +412,6 @@ class InvoiceVoidView(OperationView):
     )
     def post(self, request: Request, invoice_id: int) -> Response:
         invoice = invoice_void(
-            invoice_id=self.path_id(invoice_id, what="invoice"), actor=request.user, tenant=self.scope(request)
+            invoice_id=self.path_id(invoice_id, what="invoice"), actor=request.user, tenant=self.operation_scope(request)
         )
         return Response(InvoiceSerializer(invoices_with_balances().get(pk=invoice.pk)).data)

@@ -17,7 +17,7 @@ Everything the console knows lives in the database, on the run's own `payments_b
   GitLab's batched background migration optimizer), and the runner waits, polling, while the
   operator paused it, while replication lag is over its bound, or while too many transactions
   have been open too long (`DatabaseProbe`);
-- the parity gate (`ParityGate`): every N batches, FIN-01 ALL_TIME per tenant and currency is
+- the parity gate (`ParityGate`, `payments.services.backfill_parity`): every N batches, FIN-01 ALL_TIME per tenant and currency is
   compared with the figures at the run's start (same day's verdicts); a difference stops the run.
 
 One structured log record per batch goes to the `pay10.backfill` logger (`extra` fields).
@@ -25,13 +25,14 @@ One structured log record per batch goes to the `pay10.backfill` logger (`extra`
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Max, Q
 from django.utils import timezone
+
+from payments.services.backfill_parity import ParityGate
 
 logger = logging.getLogger("pay10.backfill")
 
@@ -55,9 +56,6 @@ PARITY_BROKEN = (
 NO_RUN_TO_CONTROL = "no backfill run to {action}: {detail}"
 NO_SUCH_RUN = "no backfill run with id {run}"
 STALE_AFTER = timedelta(minutes=2)
-# Application writes this long before a parity check still count as activity (their transaction
-# may have committed after the previous check's snapshot).
-ACTIVITY_SLACK = timedelta(minutes=1)
 
 
 class BackfillCancelled(Exception):
@@ -206,119 +204,6 @@ class DatabaseProbe:
             [older_than_seconds],
         )
         return int(count or 0)
-
-
-# --------------------------------------------------------------------------------------------
-# The parity gate
-
-
-def _leaves(value, path: tuple[str, ...] = ()) -> dict[str, int]:
-    if isinstance(value, dict):
-        found = {}
-        for key, item in value.items():
-            found |= _leaves(item, path + (key,))
-        return found
-    return {".".join(path): value or 0}
-
-
-def fin01_parity_figures(*, tenant_ids: list[str], today: date) -> dict[tuple[str, str, str], int]:
-    """{(tenant, currency, figure): cents or count}: FIN-01 ALL_TIME for `today`'s verdicts, the
-    figures the backfill must not move (`pay10_verify`'s baseline fields), and unapplied credit net
-    of what the backfill's own credits hold (the backfill turns overpayments into credit)."""
-    from billing.models import Tenant
-    from billing.selectors.baseline import backfilled_credit_remaining
-    from billing.selectors.finance import Period, finance_summary
-    from payments.selectors.verification import FIN01_EXACT_FIELDS
-
-    figures: dict[tuple[str, str, str], int] = {}
-    for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
-        summary = finance_summary(tenant=tenant, period=Period.ALL_TIME, today=today)["currencies"]
-        backfilled = backfilled_credit_remaining(tenant=tenant)
-        for currency, numbers in summary.items():
-            for name in FIN01_EXACT_FIELDS:
-                for path, number in _leaves(numbers.get(name), (name,)).items():
-                    figures[(tenant.pk, currency, path)] = number
-            unapplied = numbers.get("unappliedCreditCents", 0) - backfilled.get(currency, 0)
-            figures[(tenant.pk, currency, "unappliedCreditCents (net of the backfill's credits)")] = unapplied
-    return figures
-
-
-def newest_ids() -> tuple[int, int]:
-    """The highest invoice and payment ids: rows above them are new at the next check."""
-    from billing.models import Invoice
-    from payments.models import Payment
-
-    return (Invoice.objects.aggregate(top=Max("pk"))["top"] or 0, Payment.objects.aggregate(top=Max("pk"))["top"] or 0)
-
-
-def tenants_written_since(*, since, after_ids: tuple[int, int], tenant_ids: list[str]) -> set[str]:
-    """Tenants the application wrote money rows for since the previous check: an audited operation
-    (an audit row the backfill did not write, timed at most `ACTIVITY_SLACK` before that check, as
-    its transaction may have committed after it), or an invoice or payment added since (ids above
-    those the check saw; the backfill's synthetic payments aside). Their figures may move
-    legitimately, so the gate takes their current figures as its new reference."""
-    from billing.models import Invoice
-    from payments.domain.backfill import SYNTHETIC_KEY_PREFIX
-    from payments.models import Payment, PaymentAuditLog
-
-    scope = Q(tenant_id__in=tenant_ids)
-    written = set(
-        PaymentAuditLog.objects.filter(scope, backfilled=False, event_time__gte=since - ACTIVITY_SLACK)
-        .values_list("tenant_id", flat=True).distinct()
-    )
-    written |= set(Invoice.objects.filter(scope, pk__gt=after_ids[0]).values_list("tenant_id", flat=True).distinct())
-    written |= set(
-        Payment.objects.filter(scope, pk__gt=after_ids[1])
-        .exclude(idempotency_key__startswith=SYNTHETIC_KEY_PREFIX)
-        .values_list("tenant_id", flat=True).distinct()
-    )
-    return written
-
-
-@dataclass
-class ParityGate:
-    """FIN-01 at the run's start, compared every `every` batches (and at the end)."""
-
-    tenant_ids: list[str]
-    today: date
-    every: int
-    reference: dict = field(default_factory=dict)
-    checked_at: object = None
-    seen_ids: tuple[int, int] = (0, 0)
-    batches_since: int = 0
-    checks: int = 0
-
-    def start(self) -> None:
-        from payments.selectors.verification import one_snapshot
-
-        with one_snapshot():
-            self.checked_at, self.seen_ids = timezone.now(), newest_ids()
-            self.reference = fin01_parity_figures(tenant_ids=self.tenant_ids, today=self.today)
-
-    def due(self) -> bool:
-        self.batches_since += 1
-        return bool(self.every) and self.batches_since >= self.every
-
-    def differences(self) -> list[dict]:
-        """Figures that moved since the reference, in tenants the application did not write to;
-        the reference then becomes the current figures."""
-        from payments.selectors.verification import one_snapshot
-
-        with one_snapshot():
-            now, seen_ids = timezone.now(), newest_ids()
-            current = fin01_parity_figures(tenant_ids=self.tenant_ids, today=self.today)
-            excused = tenants_written_since(since=self.checked_at, after_ids=self.seen_ids, tenant_ids=self.tenant_ids)
-        self.batches_since = 0
-        self.checks += 1
-        moved = [
-            {"tenant": key[0], "currency": key[1], "figure": key[2], "before": self.reference.get(key, 0),
-             "after": current.get(key, 0)}
-            for key in dict.fromkeys([*self.reference, *current])  # FIN-01's order: invoicedCents first
-            if key[0] not in excused and self.reference.get(key, 0) != current.get(key, 0)
-        ]
-        if not moved:
-            self.reference, self.checked_at, self.seen_ids = current, now, seen_ids
-        return moved
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,53 +2,20 @@
 from django.db import transaction
 
 from billing.models import Tenant
-from payments.models import Allocation, AuditEvent, Credit, Payment, VerificationStatus
+from payments.models import Allocation, Credit, Payment, VerificationStatus
 from payments.services import errors
-from payments.services.allocations import allocation_apply, invoice_accepts_check
-from payments.services.audit import audit_record
-from payments.services.locking import (
-    amount_validate,
-    credit_figures,
-    credit_get,
-    invoice_get,
-    payment_figures,
-    payment_get,
-    rows_lock,
-    rows_migrate_if_needed,
-    tenant_id_of,
-    user_or_none,
-)
+from payments.services.audit import credit_snapshot, payment_snapshot
+from payments.services.backfill.first_write import rows_migrate_if_needed
+from payments.services.inputs import amount_validate
+from payments.services.ledger import allocation_apply, credit_write, invoice_accepts_check
+from payments.services.locking import rows_lock
+from payments.services.lookups import AllTenants, credit_get, invoice_get, payment_get, tenant_id_of
 
 CREDIT_ISSUE_DEFAULT_REASON = "unallocated money of payment {id}"
 
 
-def credit_write(*, payment: Payment, amount_cents: int, reason: str, actor, extra: dict | None = None) -> Credit:
-    """Issue a credit out of a locked, verified payment whose unallocated money the caller has checked."""
-    before = payment_figures(payment.pk)
-    credit = Credit.objects.create(
-        tenant_id=payment.tenant_id,
-        currency=payment.currency,
-        amount_cents=amount_cents,
-        source_payment=payment,
-        reason=reason[:255],
-        created_by=user_or_none(actor),
-    )
-    audit_record(
-        tenant_id=payment.tenant_id,
-        actor=actor,
-        event_type=AuditEvent.CREDIT_ISSUED,
-        payment_id=payment.pk,
-        credit_id=credit.pk,
-        amount_cents=amount_cents,
-        before={"payment": before},
-        after={"payment": payment_figures(payment.pk), "credit": credit_figures(credit.pk)},
-        extra={"reason": credit.reason, **(extra or {})},
-    )
-    return credit
-
-
 def credit_issue(
-    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | None = None
+    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | AllTenants
 ) -> Credit:
     """Turn part of a verified payment's unallocated money into a credit of its tenant."""
     amount_validate(amount_cents)
@@ -60,7 +27,7 @@ def credit_issue(
             raise errors.RuleViolation(
                 errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status=payment.verification_status)
             )
-        unallocated = payment_figures(payment.pk)["unallocated_cents"]
+        unallocated = payment_snapshot(payment.pk)["unallocated_cents"]
         if amount_cents > unallocated:
             raise errors.RuleViolation(
                 errors.ERROR_PAYMENT_OVER_ALLOCATED.format(id=payment.pk, unallocated=unallocated, amount=amount_cents)
@@ -84,7 +51,7 @@ def credit_rejected_check(*, credit: Credit) -> None:
         )
 
 
-def credit_apply(*, credit_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | None = None) -> Allocation:
+def credit_apply(*, credit_id: int, invoice_id: int, amount_cents: int, actor, tenant: Tenant | AllTenants) -> Allocation:
     """Apply part or all of what is left of a credit to an invoice of its tenant and currency."""
     amount_validate(amount_cents)
     with transaction.atomic():
@@ -94,7 +61,7 @@ def credit_apply(*, credit_id: int, invoice_id: int, amount_cents: int, actor, t
         locked = rows_lock(invoice_ids=lambda: [invoice.pk], credit_ids=lambda: [credit.pk])
         invoice, credit = locked.invoices[invoice.pk], locked.credits[credit.pk]
         credit_rejected_check(credit=credit)
-        remaining = credit_figures(credit.pk)["remaining_cents"]
+        remaining = credit_snapshot(credit.pk)["remaining_cents"]
         if amount_cents > remaining:
             raise errors.RuleViolation(
                 errors.ERROR_CREDIT_OVER_SPENT.format(id=credit.pk, remaining=remaining, amount=amount_cents)

@@ -3,6 +3,11 @@
 The HTTP API maps them: `NotFound` → 404, `InvalidInput` → 400, `RuleViolation` and
 `IdempotencyConflict` → 409.
 """
+from payments.domain.amounts import (  # noqa: F401 - the amount rule's messages, raised as InvalidInput
+    ERROR_AMOUNT_NOT_INTEGER,
+    ERROR_AMOUNT_NOT_POSITIVE,
+    ERROR_AMOUNT_TOO_LARGE,
+)
 
 # NotFound: never says whether the id exists in another tenant.
 ERROR_PAYMENT_NOT_FOUND = "payment {id} not found"
@@ -11,9 +16,6 @@ ERROR_CREDIT_NOT_FOUND = "credit {id} not found"
 ERROR_ALLOCATION_NOT_FOUND = "allocation {id} not found"
 
 # InvalidInput
-ERROR_AMOUNT_NOT_INTEGER = "amount must be an integer number of cents"
-ERROR_AMOUNT_NOT_POSITIVE = "amount must be greater than zero"
-ERROR_AMOUNT_TOO_LARGE = "amount must be at most {max} cents"
 ERROR_CURRENCY_MISMATCH_TENANT = "currency {currency!r} is not the tenant's currency {expected!r}"
 ERROR_CHANNEL_INVALID = "channel must be one of {choices}"
 ERROR_VERIFICATION_STATUS_INVALID = "a payment is recorded as PENDING or VERIFIED"

@@ -9,20 +9,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceStatus, Tenant
+from payments.domain.amounts import MAX_AMOUNT_CENTS, is_cents
 from payments.models import Allocation, AuditEvent, InvoiceMigration, VerificationStatus
 from payments.services import errors
-from payments.services.allocations import allocation_reverse_locked
-from payments.services.audit import audit_record
-from payments.services.credits import credit_write
-from payments.services.invoice_status import invoice_statuses_refresh
-from payments.services.locking import (
-    MAX_AMOUNT_CENTS,
-    invoice_figures,
-    invoice_get,
-    rows_lock,
-    rows_migrate_if_needed,
-    tenant_id_of,
-)
+from payments.services.audit import audited
+from payments.services.backfill.first_write import rows_migrate_if_needed
+from payments.services.invoice_status import invoice_statuses_refresh, invoice_statuses_store
+from payments.services.ledger import allocation_reverse_locked, credit_write
+from payments.services.locking import rows_lock
+from payments.services.lookups import AllTenants, invoice_get, tenant_id_of
 
 ERROR_INVOICE_NUMBER_TAKEN = "invoice number {number!r} is already used by this tenant"
 ERROR_INVOICE_AMOUNT = "an invoice amount is an integer number of cents from 0 to {max}"
@@ -43,7 +38,7 @@ def invoice_create(
     issued_at: datetime | None = None,
 ) -> Invoice:
     """A new invoice, on the allocation model from the start (its `InvoiceMigration` marker says so)."""
-    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or not 0 <= amount_cents <= MAX_AMOUNT_CENTS:
+    if not is_cents(amount_cents) or not 0 <= amount_cents <= MAX_AMOUNT_CENTS:
         raise errors.InvalidInput(ERROR_INVOICE_AMOUNT.format(max=MAX_AMOUNT_CENTS))
     currency = currency or tenant.currency
     if currency != tenant.currency:
@@ -73,7 +68,7 @@ def invoice_create(
         return invoice
 
 
-def invoice_void(*, invoice_id: int, actor, tenant: Tenant | None = None) -> Invoice:
+def invoice_void(*, invoice_id: int, actor, tenant: Tenant | AllTenants) -> Invoice:
     """VOID an invoice: verified money applied to it becomes credit of its payment, credit applied to
     it returns to its credit, pending allocations are released back to their payments."""
     with transaction.atomic():
@@ -91,34 +86,28 @@ def invoice_void(*, invoice_id: int, actor, tenant: Tenant | None = None) -> Inv
         invoice = locked.invoices[invoice.pk]
         if invoice.status == InvoiceStatus.VOID:
             return invoice
-        before = invoice_figures(invoice.pk)
-        moved_to_credit, released = [], []
-        for allocation in active().order_by("pk"):
-            allocation_reverse_locked(
-                allocation=allocation, actor=actor, reason=VOID_REVERSE_REASON.format(number=invoice.number)[:255]
-            )
-            payment = locked.payments.get(allocation.payment_id)
-            if payment is not None and payment.verification_status == VerificationStatus.VERIFIED:
-                credit = credit_write(
-                    payment=payment,
-                    amount_cents=allocation.amount_cents,
-                    reason=VOID_CREDIT_REASON.format(number=invoice.number)[:255],
-                    actor=actor,
-                    extra={"voided_invoice_id": invoice.pk, "allocation_id": allocation.pk},
+        with audited(
+            tenant_id=invoice.tenant_id, actor=actor, event_type=AuditEvent.INVOICE_VOIDED, invoice_id=invoice.pk
+        ) as change:
+            change.amount_cents = change.before["invoice"]["paid_cents"] + change.before["invoice"]["pending_cents"]
+            moved_to_credit, released = [], []
+            for allocation in active().order_by("pk"):
+                allocation_reverse_locked(
+                    allocation=allocation, actor=actor, reason=VOID_REVERSE_REASON.format(number=invoice.number)[:255]
                 )
-                moved_to_credit.append(credit.pk)
-            else:
-                released.append(allocation.pk)
-        Invoice.objects.filter(pk=invoice.pk).update(status=InvoiceStatus.VOID, updated_at=timezone.now())
+                payment = locked.payments.get(allocation.payment_id)
+                if payment is not None and payment.verification_status == VerificationStatus.VERIFIED:
+                    credit = credit_write(
+                        payment=payment,
+                        amount_cents=allocation.amount_cents,
+                        reason=VOID_CREDIT_REASON.format(number=invoice.number)[:255],
+                        actor=actor,
+                        extra={"voided_invoice_id": invoice.pk, "allocation_id": allocation.pk},
+                    )
+                    moved_to_credit.append(credit.pk)
+                else:
+                    released.append(allocation.pk)
+            invoice_statuses_store({invoice.pk: InvoiceStatus.VOID})
+            change.extra = {"credit_ids": moved_to_credit, "released_allocation_ids": released}
         invoice.refresh_from_db()
-        audit_record(
-            tenant_id=invoice.tenant_id,
-            actor=actor,
-            event_type=AuditEvent.INVOICE_VOIDED,
-            invoice_id=invoice.pk,
-            amount_cents=before["paid_cents"] + before["pending_cents"],
-            before={"invoice": before},
-            after={"invoice": invoice_figures(invoice.pk)},
-            extra={"credit_ids": moved_to_credit, "released_allocation_ids": released},
-        )
         return invoice

@@ -26,19 +26,13 @@ from payments.models import (
 )
 from payments.domain.backfill import SYNTHETIC_KEY_PREFIX
 from payments.services import errors
-from payments.services.allocations import allocation_apply, allocation_reverse_locked
-from payments.services.audit import audit_record
+from payments.services.audit import audited, credit_snapshot, payment_snapshot, user_or_none
+from payments.services.backfill.first_write import rows_migrate_if_needed
+from payments.services.inputs import MAX_TEXT_LENGTH, amount_validate, reason_required, text_validate  # noqa: F401 - MAX_TEXT_LENGTH: payments.api.serializers
 from payments.services.invoice_status import invoice_statuses_refresh
-from payments.services.locking import (
-    amount_validate,
-    credit_figures,
-    payment_figures,
-    payment_get,
-    rows_lock,
-    rows_migrate_if_needed,
-    tenant_id_of,
-    user_or_none,
-)
+from payments.services.ledger import allocation_apply, allocation_reverse_locked
+from payments.services.locking import LockedRows, rows_lock
+from payments.services.lookups import AllTenants, payment_get, tenant_id_of
 
 RECORDABLE_CHANNELS = tuple(choice for choice in Channel.values if choice != Channel.LEGACY)
 RECORDABLE_VERIFICATION_STATUSES = (VerificationStatus.PENDING, VerificationStatus.VERIFIED)
@@ -47,9 +41,6 @@ LEGACY_STATUS_OF = {
     VerificationStatus.VERIFIED: LegacyPaymentStatus.SUCCEEDED,
     VerificationStatus.REJECTED: LegacyPaymentStatus.FAILED,
 }
-MAX_TEXT_LENGTH = 255
-ERROR_TEXT_TOO_LONG = "{field} must be at most {max} characters"
-ERROR_TEXT_NOT_STRING = "{field} must be text"
 REJECT_RELEASE_REASON = "payment {id} rejected: {reason}"
 REFUND_REVERSE_REASON = "refund of payment {id}"
 
@@ -59,21 +50,10 @@ def _request_fingerprint(**request) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _text_validate(value, *, field: str) -> str:
-    if not isinstance(value, str):
-        raise errors.InvalidInput(ERROR_TEXT_NOT_STRING.format(field=field))
-    if len(value) > MAX_TEXT_LENGTH:
-        raise errors.InvalidInput(ERROR_TEXT_TOO_LONG.format(field=field, max=MAX_TEXT_LENGTH))
-    return value
-
-
 def payment_amount_validate(amount_cents) -> int:
     """A payment's amount: positive integer cents, at most `PAY10_MAX_PAYMENT_CENTS`."""
     amount_validate(amount_cents)
-    limit = settings.PAY10_MAX_PAYMENT_CENTS
-    if amount_cents > limit:
-        raise errors.InvalidInput(errors.ERROR_AMOUNT_TOO_LARGE.format(max=limit))
-    return amount_cents
+    return amount_validate(amount_cents, max_cents=settings.PAY10_MAX_PAYMENT_CENTS)
 
 
 def received_at_validate(received_at: datetime) -> datetime:
@@ -89,7 +69,7 @@ def received_at_validate(received_at: datetime) -> datetime:
 
 def idempotency_key_validate(idempotency_key) -> str:
     """A client's key: text of at most 255 characters, outside the backfill's namespace."""
-    _text_validate(idempotency_key, field="idempotency key")
+    text_validate(idempotency_key, field="idempotency key")
     if idempotency_key.startswith(SYNTHETIC_KEY_PREFIX):
         raise errors.InvalidInput(errors.ERROR_IDEMPOTENCY_KEY_RESERVED.format(prefix=SYNTHETIC_KEY_PREFIX))
     return idempotency_key
@@ -124,7 +104,7 @@ def payment_record(
         raise errors.InvalidInput(errors.ERROR_CHANNEL_INVALID.format(choices=", ".join(RECORDABLE_CHANNELS)))
     if verification_status not in RECORDABLE_VERIFICATION_STATUSES:
         raise errors.InvalidInput(errors.ERROR_VERIFICATION_STATUS_INVALID)
-    _text_validate(reference, field="reference")
+    text_validate(reference, field="reference")
     if idempotency_key is not None:
         idempotency_key_validate(idempotency_key)
     fingerprint = _request_fingerprint(
@@ -142,7 +122,13 @@ def payment_record(
             if existing is not None:
                 return _replay(payment=existing, fingerprint=fingerprint, idempotency_key=idempotency_key)
         try:
-            with transaction.atomic():
+            with transaction.atomic(), audited(
+                tenant_id=tenant.pk,
+                actor=actor,
+                event_type=AuditEvent.PAYMENT_RECORDED,
+                amount_cents=amount_cents,
+                extra={"channel": channel, "reference": reference, "idempotency_key": idempotency_key},
+            ) as change:
                 payment = Payment.objects.create(
                     tenant=tenant,
                     amount_cents=amount_cents,
@@ -156,15 +142,7 @@ def payment_record(
                     idempotency_key=idempotency_key,
                     request_fingerprint=fingerprint if idempotency_key is not None else None,
                 )
-                audit_record(
-                    tenant_id=tenant.pk,
-                    actor=actor,
-                    event_type=AuditEvent.PAYMENT_RECORDED,
-                    payment_id=payment.pk,
-                    amount_cents=amount_cents,
-                    after={"payment": payment_figures(payment.pk)},
-                    extra={"channel": channel, "reference": reference, "idempotency_key": idempotency_key},
-                )
+                change.payment_id = payment.pk  # recorded: no "before"
         except IntegrityError:
             # A concurrent request with the same key won the race; it has committed by now.
             existing = Payment.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
@@ -178,9 +156,13 @@ def _active_allocations(payment_id: int):
     return Allocation.objects.filter(payment_id=payment_id, reversal__isnull=True)
 
 
-def _lock_payment_and_invoices(*, payment_id: int, with_credit_applications: bool = False):
-    """Lock the invoices the payment's money (and, if asked, its credits' money) is applied to,
-    then the payment, then its credits."""
+def _payment_locked(
+    *, payment_id: int, tenant: Tenant | AllTenants, with_credit_applications: bool = False
+) -> tuple[Payment, LockedRows]:
+    """Find the payment in the tenant, migrate it if needed, and lock the invoices its money (and,
+    if asked, its credits' money) is applied to, then the payment, then its credits."""
+    payment_id = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant)).pk
+    rows_migrate_if_needed(payment_ids=[payment_id])
 
     def invoice_ids():
         ids = set(_active_allocations(payment_id).values_list("invoice_id", flat=True))
@@ -192,56 +174,46 @@ def _lock_payment_and_invoices(*, payment_id: int, with_credit_applications: boo
             )
         return ids
 
-    return rows_lock(
+    locked = rows_lock(
         invoice_ids=invoice_ids,
         payment_ids=lambda: [payment_id],
         credit_ids=lambda: Credit.objects.filter(source_payment_id=payment_id).values_list("pk", flat=True),
     )
+    return locked.payments[payment_id], locked
 
 
-def payment_verify(*, payment_id: int, actor, tenant: Tenant | None = None) -> Payment:
+def payment_verify(*, payment_id: int, actor, tenant: Tenant | AllTenants) -> Payment:
     """PENDING → VERIFIED: its allocations start counting as paid."""
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant)
         if payment.verification_status == VerificationStatus.VERIFIED:
             return payment
         if payment.verification_status == VerificationStatus.REJECTED:
             raise errors.RuleViolation(errors.ERROR_VERIFY_REJECTED.format(id=payment.pk))
-        before = payment_figures(payment.pk)
-        payment.verification_status = VerificationStatus.VERIFIED
-        payment.status = LegacyPaymentStatus.SUCCEEDED
-        payment.save(update_fields=["verification_status", "status"])
-        invoice_statuses_refresh(invoice_ids=locked.invoices)
-        audit_record(
+        with audited(
             tenant_id=payment.tenant_id,
             actor=actor,
             event_type=AuditEvent.PAYMENT_VERIFIED,
             payment_id=payment.pk,
             amount_cents=payment.amount_cents,
-            before={"payment": before},
-            after={"payment": payment_figures(payment.pk)},
             extra={"invoice_ids": sorted(locked.invoices)},
-        )
+        ):
+            payment.verification_status = VerificationStatus.VERIFIED
+            payment.status = LegacyPaymentStatus.SUCCEEDED
+            payment.save(update_fields=["verification_status", "status"])
+            invoice_statuses_refresh(invoice_ids=locked.invoices)
         return payment
 
 
-def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | None = None) -> Payment:
+def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | AllTenants) -> Payment:
     """PENDING or VERIFIED → REJECTED, releasing every allocation of the payment.
 
     Refused once money from it was refunded or became credit that has since been applied; a credit
     of it that was never applied holds no money any more (`credits_with_balances`).
     """
-    if not isinstance(reason, str) or not reason.strip():
-        raise errors.InvalidInput(errors.ERROR_REASON_REQUIRED)
-    reason = reason.strip()
+    reason = reason_required(reason)
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant)
         if payment.verification_status == VerificationStatus.REJECTED:
             return payment
         if Refund.objects.filter(payment=payment).exists():
@@ -253,55 +225,47 @@ def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | None
         )
         if applied_credit is not None:
             raise errors.RuleViolation(errors.ERROR_REJECT_CREDIT_APPLIED.format(id=payment.pk, credit=applied_credit))
-        before = payment_figures(payment.pk)
-        released = []
-        for allocation in _active_allocations(payment.pk).order_by("pk"):
-            allocation_reverse_locked(
-                allocation=allocation, actor=actor, reason=REJECT_RELEASE_REASON.format(id=payment.pk, reason=reason)[:255]
-            )
-            released.append(allocation.pk)
-        payment.verification_status = VerificationStatus.REJECTED
-        payment.status = LegacyPaymentStatus.FAILED
-        payment.save(update_fields=["verification_status", "status"])
-        audit_record(
+        with audited(
             tenant_id=payment.tenant_id,
             actor=actor,
             event_type=AuditEvent.PAYMENT_REJECTED,
             payment_id=payment.pk,
             amount_cents=payment.amount_cents,
-            before={"payment": before},
-            after={"payment": payment_figures(payment.pk)},
-            extra={"reason": reason, "released_allocation_ids": released, "cancelled_credit_ids": sorted(locked.credits)},
-        )
+        ) as change:
+            released = []
+            for allocation in _active_allocations(payment.pk).order_by("pk"):
+                allocation_reverse_locked(
+                    allocation=allocation, actor=actor,
+                    reason=REJECT_RELEASE_REASON.format(id=payment.pk, reason=reason)[:255],
+                )
+                released.append(allocation.pk)
+            payment.verification_status = VerificationStatus.REJECTED
+            payment.status = LegacyPaymentStatus.FAILED
+            payment.save(update_fields=["verification_status", "status"])
+            change.extra = {
+                "reason": reason, "released_allocation_ids": released, "cancelled_credit_ids": sorted(locked.credits),
+            }
         return payment
 
 
 def _refund_write(*, payment: Payment, credit: Credit | None, amount_cents: int, reason: str, actor) -> Refund:
-    before = {"payment": payment_figures(payment.pk)}
-    if credit is not None:
-        before["credit"] = credit_figures(credit.pk)
-    refund = Refund.objects.create(
-        tenant_id=payment.tenant_id,
-        payment=payment,
-        credit=credit,
-        amount_cents=amount_cents,
-        reason=reason,
-        created_by=user_or_none(actor),
-    )
-    after = {"payment": payment_figures(payment.pk)}
-    if credit is not None:
-        after["credit"] = credit_figures(credit.pk)
-    audit_record(
+    with audited(
         tenant_id=payment.tenant_id,
         actor=actor,
         event_type=AuditEvent.PAYMENT_REFUNDED,
         payment_id=payment.pk,
         credit_id=credit.pk if credit is not None else None,
         amount_cents=amount_cents,
-        before=before,
-        after=after,
-        extra={"refund_id": refund.pk, "reason": reason},
-    )
+    ) as change:
+        refund = Refund.objects.create(
+            tenant_id=payment.tenant_id,
+            payment=payment,
+            credit=credit,
+            amount_cents=amount_cents,
+            reason=reason,
+            created_by=user_or_none(actor),
+        )
+        change.extra = {"refund_id": refund.pk, "reason": reason}
     return refund
 
 
@@ -310,18 +274,15 @@ def _refunded_total(payment_id: int) -> int:
 
 
 def payment_refund(
-    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | None = None
+    *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | AllTenants
 ) -> list[Refund]:
     """Pay money of a verified payment back: first its unallocated money, then what its credits
     hold, then by reversing its newest allocations (a partly needed allocation is reversed and
     its rest allocated again), so no cent leaves the ledger unaccounted."""
     amount_validate(amount_cents)
-    reason = _text_validate(reason, field="reason").strip()
+    reason = text_validate(reason, field="reason").strip()
     with transaction.atomic():
-        payment = payment_get(payment_id=payment_id, tenant_id=tenant_id_of(tenant))
-        rows_migrate_if_needed(payment_ids=[payment.pk])
-        locked = _lock_payment_and_invoices(payment_id=payment.pk, with_credit_applications=True)
-        payment = locked.payments[payment.pk]
+        payment, locked = _payment_locked(payment_id=payment_id, tenant=tenant, with_credit_applications=True)
         if payment.verification_status != VerificationStatus.VERIFIED:
             raise errors.RuleViolation(
                 errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status=payment.verification_status)
@@ -341,9 +302,9 @@ def payment_refund(
                 refunds.append(_refund_write(payment=payment, credit=credit, amount_cents=take, reason=reason, actor=actor))
                 remaining -= take
 
-        refund_from(None, payment_figures(payment.pk)["unallocated_cents"])
+        refund_from(None, payment_snapshot(payment.pk)["unallocated_cents"])
         for credit_id in sorted(locked.credits):
-            refund_from(locked.credits[credit_id], credit_figures(credit_id)["remaining_cents"])
+            refund_from(locked.credits[credit_id], credit_snapshot(credit_id)["remaining_cents"])
         newest_first = Allocation.objects.filter(
             Q(payment_id=payment.pk) | Q(credit_id__in=list(locked.credits)), reversal__isnull=True
         ).order_by("-created_at", "-id")

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 from billing.services.api_tokens import api_token_create
 from payments.models import Allocation, AllocationReversal, Credit, Payment, PaymentAuditLog, Refund, VerificationStatus
 from payments.services import errors
+from payments.services.lookups import ALL_TENANTS
 from payments.services.credits import credit_issue
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
@@ -49,7 +50,7 @@ def world(tenant, staff_client):
     allocation = staff_client.post(
         f"/api/payments/{payment.pk}/allocations", {"invoiceId": invoice.pk, "amountCents": 1_000}, format="json"
     ).json()
-    credit = credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=None)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=None)
     return {"invoice": invoice.pk, "payment": payment.pk, "allocation": allocation["id"], "credit": credit.pk}
 
 

@@ -15,9 +15,9 @@ from payments.services.backfill import (
     BackfillError,
     BackfillProgress,
     Shard,
-    backfill_deviations_report,
     backfill_run,
 )
+from payments.selectors.backfill_deviations import backfill_deviations_report
 from payments.selectors.schema import pay10_schema_installed
 from payments.services.backfill_control import (
     BackfillCancelled,
@@ -198,7 +198,10 @@ class Command(BaseCommand):
             self.stdout.write(SHARD_REFRESH_NOTE.format(shard=shard.label))
         elif not dry_run:
             # Bring every migrated invoice's stored status to today's verdict (a no-op when current).
-            invoice_statuses_refresh(tenant=Tenant.objects.get(pk=tenant_id) if tenant_id else None)
+            if tenant_id:
+                invoice_statuses_refresh(tenant=Tenant.objects.get(pk=tenant_id))
+            else:
+                invoice_statuses_refresh(all_tenants=True)
 
         self.stdout.write(RULE)
         self.stdout.write("Dry run complete (rolled back, nothing written)!" if dry_run else "Migration complete!")

@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from payments.services.legacy_seed import legacy_seed
+from payments.demo.legacy_seed import legacy_seed
 
 BAD_INVOICE_COUNT = "--invoices must be at least 1"
 

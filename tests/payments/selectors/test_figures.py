@@ -30,6 +30,7 @@ from payments.models import (
 )
 from payments.selectors.figures import figures_ready, status_condition, status_of_state
 from payments.selectors.verification import check_read_model
+from payments.services.lookups import ALL_TENANTS
 from payments.services.allocations import allocation_create, allocation_reverse
 from payments.services.credits import credit_apply, credit_issue
 from payments.services.figures import figures_build, figures_rebuild
@@ -37,7 +38,7 @@ from payments.services.invoices import invoice_void
 from payments.services.payments import payment_reject, payment_verify
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
-from tests.payments.test_concurrency import run_concurrently
+from tests.payments.helpers import run_concurrently
 
 TODAY = date(2026, 6, 15)
 
@@ -105,25 +106,25 @@ def test_every_committed_operation_leaves_the_read_model_equal_to_the_allocation
     assert figures_of(legacy.pk) == ("PART", 1_000, 0)  # not migrated: its legacy paid figure
 
     pending = PaymentFactory(tenant=tenant, amount_cents=6_000, verification_status=VerificationStatus.PENDING)
-    allocation_create(payment_id=pending.pk, invoice_id=first.pk, amount_cents=6_000, actor=actor)
+    allocation_create(tenant=ALL_TENANTS, payment_id=pending.pk, invoice_id=first.pk, amount_cents=6_000, actor=actor)
     assert figures_of(first.pk) == ("UNPAID", 0, 6_000)
-    payment_verify(payment_id=pending.pk, actor=actor)
+    payment_verify(tenant=ALL_TENANTS, payment_id=pending.pk, actor=actor)
     assert figures_of(first.pk) == ("PART", 6_000, 0)
 
     verified = PaymentFactory(tenant=tenant, amount_cents=9_000)
-    allocation = allocation_create(payment_id=verified.pk, invoice_id=second.pk, amount_cents=4_000, actor=actor)
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=verified.pk, invoice_id=second.pk, amount_cents=4_000, actor=actor)
     assert figures_of(second.pk) == ("PAID", 4_000, 0)
-    allocation_reverse(allocation_id=allocation.pk, actor=actor, reason="wrong invoice")
+    allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation.pk, actor=actor, reason="wrong invoice")
     assert figures_of(second.pk) == ("UNPAID", 0, 0)
-    credit = credit_issue(payment_id=verified.pk, amount_cents=2_500, actor=actor)
-    credit_apply(credit_id=credit.pk, invoice_id=second.pk, amount_cents=2_500, actor=actor)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=verified.pk, amount_cents=2_500, actor=actor)
+    credit_apply(tenant=ALL_TENANTS, credit_id=credit.pk, invoice_id=second.pk, amount_cents=2_500, actor=actor)
     assert figures_of(second.pk) == ("PART", 2_500, 0)
 
-    payment_reject(payment_id=pending.pk, actor=actor, reason="bounced")
+    payment_reject(tenant=ALL_TENANTS, payment_id=pending.pk, actor=actor, reason="bounced")
     assert figures_of(first.pk) == ("UNPAID", 0, 0)
-    invoice_void(invoice_id=second.pk, actor=actor)
+    invoice_void(tenant=ALL_TENANTS, invoice_id=second.pk, actor=actor)
     assert figures_of(second.pk) == ("VOID", 0, 0)
-    allocation_create(payment_id=verified.pk, invoice_id=legacy.pk, amount_cents=500, actor=actor)
+    allocation_create(tenant=ALL_TENANTS, payment_id=verified.pk, invoice_id=legacy.pk, amount_cents=500, actor=actor)
     assert figures_of(legacy.pk) == ("PART", 1_500, 0)  # migrated first, then paid more
 
     assert rollup_totals() == {
@@ -187,7 +188,7 @@ def test_concurrent_commits_on_one_rollup_row_add_up_exactly():
     payments = [PaymentFactory(tenant=tenant, amount_cents=1_000).pk for _ in range(12)]
 
     def pay(i: int):
-        return allocation_create(payment_id=payments[i], invoice_id=invoices[i], amount_cents=400 + 600 * (i % 2), actor=actor)
+        return allocation_create(tenant=ALL_TENANTS, payment_id=payments[i], invoice_id=invoices[i], amount_cents=400 + 600 * (i % 2), actor=actor)
 
     results = run_concurrently(12, pay)
     assert not [result for result in results if isinstance(result, Exception)]
@@ -216,10 +217,10 @@ def mixed_books(staff, tenant):
         invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=1_000 * (number + 1), status=status, due_date=due, issued_at=issued)
         if status == "ISSUED" and number % 2 == 0:
             payment = PaymentFactory(tenant=tenant, amount_cents=800)
-            allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=800, actor=staff)
+            allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=800, actor=staff)
         if number == 1:
             pending = PaymentFactory(tenant=tenant, amount_cents=300, verification_status=VerificationStatus.PENDING)
-            allocation_create(payment_id=pending.pk, invoice_id=invoice.pk, amount_cents=300, actor=staff)
+            allocation_create(tenant=ALL_TENANTS, payment_id=pending.pk, invoice_id=invoice.pk, amount_cents=300, actor=staff)
     InvoiceFactory(tenant=tenant, amount_cents=2_500, status="PAID", due_date=TODAY - timedelta(days=70))  # legacy
     InvoiceFactory(tenant=tenant, amount_cents=2_500, status="OVERDUE", amount_paid_cents=900, due_date=TODAY - timedelta(days=70))
     MigratedInvoiceFactory(tenant=other, currency="USD", amount_cents=0, status="ISSUED", due_date=TODAY - timedelta(days=3))

@@ -73,7 +73,7 @@ def test_about_four_in_five_invoices_are_paid_or_part_paid():
 
 
 def test_the_smallest_seed_still_holds_every_anomaly():
-    from payments.services.legacy_seed import SCENARIOS
+    from payments.demo.legacy_seed import SCENARIOS
 
     seed("--tenant", "tiny", "--invoices", str(len(SCENARIOS)), "--seed", "9")
     invoices = Invoice.objects.filter(tenant_id="tiny")

@@ -8,6 +8,7 @@ from billing.models import InvoiceStatus
 from payments.models import Allocation, AllocationReversal, AuditEvent, Credit, PaymentAuditLog, VerificationStatus
 from payments.selectors.balances import invoices_with_balances, payments_with_balances
 from payments.services import errors
+from payments.services.lookups import ALL_TENANTS
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
@@ -19,7 +20,7 @@ def test_allocate_applies_money_recomputes_status_and_audits_before_and_after(te
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=4_000)
 
-    allocation = allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=4_000, actor=staff)
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=4_000, actor=staff)
 
     assert allocation.amount_cents == 4_000 and allocation.tenant_id == tenant.pk
     invoice.refresh_from_db()
@@ -36,10 +37,10 @@ def test_allocate_applies_money_recomputes_status_and_audits_before_and_after(te
 def test_allocate_rejects_over_allocation_of_the_payment(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=10_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=4_000)
-    allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=1_001, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=1_001, actor=staff)
 
     assert str(raised.value) == errors.ERROR_PAYMENT_OVER_ALLOCATED.format(id=payment.pk, unallocated=1_000, amount=1_001)
     assert Allocation.objects.count() == 1
@@ -49,10 +50,10 @@ def test_allocate_rejects_over_applying_the_invoice_counting_pending_money(tenan
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000)
     pending = PaymentFactory(tenant=tenant, amount_cents=3_000, verification_status=VerificationStatus.PENDING)
     verified = PaymentFactory(tenant=tenant, amount_cents=3_000)
-    allocation_create(payment_id=pending.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=pending.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        allocation_create(payment_id=verified.pk, invoice_id=invoice.pk, amount_cents=2_001, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=verified.pk, invoice_id=invoice.pk, amount_cents=2_001, actor=staff)
 
     assert str(raised.value) == errors.ERROR_INVOICE_OVER_APPLIED.format(id=invoice.pk, balance=2_000, amount=2_001)
 
@@ -63,7 +64,7 @@ def test_allocate_refuses_draft_and_void_invoices(tenant, staff, status):
     payment = PaymentFactory(tenant=tenant)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
 
     assert str(raised.value) == errors.ERROR_INVOICE_NOT_PAYABLE.format(id=invoice.pk, status=status)
 
@@ -73,7 +74,7 @@ def test_allocate_refuses_a_rejected_payment(tenant, staff):
     payment = PaymentFactory(tenant=tenant, verification_status=VerificationStatus.REJECTED)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
 
     assert str(raised.value) == errors.ERROR_PAYMENT_REJECTED.format(id=payment.pk)
 
@@ -83,7 +84,7 @@ def test_allocate_refuses_another_currency(tenant, staff):
     payment = PaymentFactory(tenant=tenant)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
 
     assert str(raised.value) == errors.ERROR_CURRENCY_MISMATCH.format(source="KES", invoice="USD")
 
@@ -93,7 +94,7 @@ def test_allocate_to_another_tenants_invoice_is_not_found(tenant, staff):
     payment = PaymentFactory(tenant=tenant)
 
     with pytest.raises(errors.NotFound) as raised:
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
 
     assert str(raised.value) == errors.ERROR_INVOICE_NOT_FOUND.format(id=invoice.pk)
     assert not Allocation.objects.exists()
@@ -115,7 +116,7 @@ def test_allocate_refuses_malformed_amounts(tenant, staff, amount):
     payment = PaymentFactory(tenant=tenant)
 
     with pytest.raises(errors.InvalidInput):
-        allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=amount, actor=staff)
+        allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=amount, actor=staff)
 
 
 def test_auto_allocate_pays_oldest_due_first_and_credits_the_rest(tenant, staff):
@@ -126,7 +127,7 @@ def test_auto_allocate_pays_oldest_due_first_and_credits_the_rest(tenant, staff)
     MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000, status=InvoiceStatus.DRAFT)
     payment = PaymentFactory(tenant=tenant, amount_cents=10_000)
 
-    allocations = payment_auto_allocate(payment_id=payment.pk, actor=staff)
+    allocations = payment_auto_allocate(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     assert [(a.invoice_id, a.amount_cents) for a in allocations] == [
         (sooner.pk, 3_000),
@@ -148,7 +149,7 @@ def test_auto_allocate_ties_break_on_issue_date_then_id(tenant, staff):
     )
     payment = PaymentFactory(tenant=tenant, amount_cents=1_500)
 
-    allocations = payment_auto_allocate(payment_id=payment.pk, actor=staff)
+    allocations = payment_auto_allocate(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     assert [(a.invoice_id, a.amount_cents) for a in allocations] == [(issued_earlier.pk, 1_000), (issued_later.pk, 500)]
 
@@ -157,7 +158,7 @@ def test_auto_allocate_of_a_pending_payment_keeps_its_leftover_unallocated(tenan
     MigratedInvoiceFactory(tenant=tenant, amount_cents=1_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=4_000, verification_status=VerificationStatus.PENDING)
 
-    allocations = payment_auto_allocate(payment_id=payment.pk, actor=staff)
+    allocations = payment_auto_allocate(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     assert len(allocations) == 1
     assert not Credit.objects.exists()
@@ -167,19 +168,19 @@ def test_auto_allocate_of_a_pending_payment_keeps_its_leftover_unallocated(tenan
 def test_auto_allocate_with_nothing_unallocated_changes_nothing(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=1_000)
-    allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=1_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=1_000, actor=staff)
     logs = PaymentAuditLog.objects.count()
 
-    assert payment_auto_allocate(payment_id=payment.pk, actor=staff) == []
+    assert payment_auto_allocate(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff) == []
     assert PaymentAuditLog.objects.count() == logs
 
 
 def test_reverse_returns_money_to_the_payment_and_keeps_the_row(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=5_000)
-    allocation = allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
 
-    reversal = allocation_reverse(allocation_id=allocation.pk, actor=staff, reason="wrong invoice")
+    reversal = allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation.pk, actor=staff, reason="wrong invoice")
 
     assert reversal.allocation_id == allocation.pk and reversal.reason == "wrong invoice"
     assert Allocation.objects.filter(pk=allocation.pk).exists()
@@ -192,10 +193,10 @@ def test_reverse_returns_money_to_the_payment_and_keeps_the_row(tenant, staff):
 def test_reverse_twice_changes_nothing_the_second_time(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment = PaymentFactory(tenant=tenant)
-    allocation = allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
-    first = allocation_reverse(allocation_id=allocation.pk, actor=staff, reason="wrong invoice")
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+    first = allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation.pk, actor=staff, reason="wrong invoice")
 
-    again = allocation_reverse(allocation_id=allocation.pk, actor=staff, reason="again")
+    again = allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation.pk, actor=staff, reason="again")
 
     assert again.pk == first.pk and again.reason == "wrong invoice"
     assert AllocationReversal.objects.count() == 1
@@ -204,7 +205,7 @@ def test_reverse_twice_changes_nothing_the_second_time(tenant, staff):
 
 def test_reverse_requires_a_reason(tenant, staff):
     with pytest.raises(errors.InvalidInput) as raised:
-        allocation_reverse(allocation_id=1, actor=staff, reason="")
+        allocation_reverse(tenant=ALL_TENANTS, allocation_id=1, actor=staff, reason="")
 
     assert str(raised.value) == errors.ERROR_REASON_REQUIRED
 
@@ -212,7 +213,7 @@ def test_reverse_requires_a_reason(tenant, staff):
 def test_reverse_of_another_tenants_allocation_is_not_found(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment = PaymentFactory(tenant=tenant)
-    allocation = allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
 
     with pytest.raises(errors.NotFound) as raised:
         allocation_reverse(

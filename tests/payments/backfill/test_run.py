@@ -19,67 +19,19 @@ from payments.models import (
     Credit,
     InvoiceMigration,
     Payment,
-    PaymentAuditLog,
-    PaymentMigration,
 )
 from payments.services import backfill
+from payments.services.backfill import locks as backfill_locks
+from payments.services.backfill import common as backfill_common
 from payments.selectors.balances import invoices_with_balances
-from payments.services.legacy_seed import legacy_seed
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import Crash, money_state, other_connection
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pay10_regression]
 
 TENANT = "rcme-dev"
 INVOICES = 150
 BATCH = 30
-
-
-class Crash(Exception):
-    pass
-
-
-def money_state() -> dict:
-    """Everything the backfill writes, without ids of its own rows or timestamps (synthetic payments
-    are named by their invoice), so that two runs can be compared."""
-    synthetic = dict(Payment.objects.filter(channel="LEGACY").values_list("pk", "invoice_id"))
-
-    def payment_key(pk):
-        return ("synthetic", synthetic[pk]) if pk in synthetic else ("payment", pk)
-
-    def ordered(rows):
-        return sorted(rows, key=repr)
-
-    credit_keys = {pk: (source, reason) for pk, source, reason in Credit.objects.values_list("pk", "source_payment_id", "reason")}
-    return {
-        "invoices": ordered(Invoice.objects.values_list("pk", "status")),
-        "payments": ordered(
-            (payment_key(pk), *rest)
-            for pk, *rest in Payment.objects.values_list(
-                "pk", "tenant_id", "invoice_id", "amount_cents", "currency", "method", "status", "received_at",
-                "channel", "verification_status", "idempotency_key",
-            )
-        ),
-        "allocations": ordered(
-            (invoice, payment_key(payment) if payment else None, credit_keys.get(credit), amount, backfilled)
-            for invoice, payment, credit, amount, backfilled in Allocation.objects.values_list(
-                "invoice_id", "payment_id", "credit_id", "amount_cents", "backfilled"
-            )
-        ),
-        "credits": ordered(Credit.objects.values_list("tenant_id", "currency", "source_payment_id", "amount_cents", "reason", "backfilled")),
-        "invoice_migrations": ordered(InvoiceMigration.objects.values_list(
-            "invoice_id", "legacy_status", "legacy_amount_paid_cents", "legacy_paid_cents", "legacy_updated_at")),
-        "payment_migrations": ordered(PaymentMigration.objects.values_list("payment_id", flat=True)),
-        "deviations": ordered(
-            (kind, tenant, invoice, payment_key(payment) if payment else None, json.dumps(legacy, sort_keys=True),
-             json.dumps(new, sort_keys=True), detail)
-            for kind, tenant, invoice, payment, legacy, new, detail in BackfillDeviation.objects.values_list(
-                "kind", "tenant_id", "invoice_id", "payment_id", "legacy", "new", "detail")
-        ),
-        "audit": ordered(
-            (event, invoice, payment_key(payment) if payment else None, amount, backfilled)
-            for event, invoice, payment, amount, backfilled in PaymentAuditLog.objects.values_list(
-                "event_type", "invoice_id", "payment_id", "amount_cents", "backfilled")
-        ),
-    }
 
 
 def invoice_totals(tenant) -> dict:
@@ -224,10 +176,10 @@ def test_run_killed_anywhere_and_resumed_ends_like_an_uninterrupted_run(seeded, 
         def crash(at_stage, at_batch, stage=stage, batch=batch):
             if (at_stage, at_batch) == (stage, batch):
                 raise Crash(f"killed at {stage} {batch}")
-        monkeypatch.setattr(backfill, "crash_hook", crash)
+        monkeypatch.setattr(backfill_common, "crash_hook", crash)
         with pytest.raises(Crash):
             backfill.backfill_run(batch_size=BATCH)
-    monkeypatch.setattr(backfill, "crash_hook", None)
+    monkeypatch.setattr(backfill_common, "crash_hook", None)
     summary = backfill.backfill_run(batch_size=BATCH)
 
     assert summary.resumed
@@ -255,13 +207,7 @@ def test_fin01_invoice_totals_never_change_between_batches(seeded):
 def lock_held_by_another_runner():
     """Hold the single-runner lock the way a second process would."""
     if connection.vendor == "postgresql":
-        import psycopg
-
-        params = connection.settings_dict
-        other = psycopg.connect(
-            dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-            host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
-        )
+        other = other_connection()
         try:
             other.execute("SELECT pg_advisory_lock(%s)", [backfill.ADVISORY_LOCK_KEY])
             yield
@@ -270,7 +216,7 @@ def lock_held_by_another_runner():
         finally:
             other.close()
     else:
-        with open(backfill._sqlite_lock_path(connection), "a") as held:
+        with open(backfill_locks._sqlite_lock_path(connection), "a") as held:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield
 

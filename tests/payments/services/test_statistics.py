@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from payments.services import backfill, statistics
-from payments.services.legacy_seed import legacy_seed
+from payments.demo.legacy_seed import legacy_seed
 from payments.selectors.verification import verification_run
 
 pytestmark = [pytest.mark.postgres]

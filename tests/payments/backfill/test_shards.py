@@ -13,9 +13,12 @@ from django.db import connection, connections
 
 from payments.models import Allocation, BackfillRun, Credit, InvoiceMigration, Payment, PaymentAuditLog
 from payments.services import backfill
+from payments.services.backfill import writer as backfill_writer
+from payments.services.backfill import locks as backfill_locks
+from payments.services.backfill import common as backfill_common
 from payments.services.backfill import Shard
-from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_run import Crash, money_state
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import Crash, money_state, other_connection
 
 pytestmark = [pytest.mark.pay10_regression]
 
@@ -79,10 +82,10 @@ def test_a_killed_shard_resumes_its_own_run_while_the_other_shard_completes(monk
         if (stage, batch) == ("mid-batch", 2):
             raise Crash("killed")
 
-    monkeypatch.setattr(backfill, "crash_hook", crash)
+    monkeypatch.setattr(backfill_common, "crash_hook", crash)
     with pytest.raises(Crash):
         backfill.backfill_run(batch_size=BATCH, shard=FIRST)
-    monkeypatch.setattr(backfill, "crash_hook", None)
+    monkeypatch.setattr(backfill_common, "crash_hook", None)
 
     other = backfill.backfill_run(batch_size=BATCH, shard=SECOND)
     resumed = backfill.backfill_run(batch_size=BATCH, shard=FIRST)
@@ -98,13 +101,7 @@ def held_by_another_process(*, shard: Shard | None, shared: bool = False):
     """Hold a runner lock the way another process would: the backfill lock (exclusive, or shared
     as a running shard holds it), or one shard's lock."""
     if connection.vendor == "postgresql":
-        import psycopg
-
-        params = connection.settings_dict
-        other = psycopg.connect(
-            dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-            host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
-        )
+        other = other_connection()
         try:
             if shard is not None:
                 other.execute("SELECT pg_advisory_lock(%s)", [shard.lock_key])
@@ -115,7 +112,7 @@ def held_by_another_process(*, shard: Shard | None, shared: bool = False):
         finally:
             other.close()
     else:
-        with open(backfill._sqlite_lock_path(connection, shard=shard), "a") as held:
+        with open(backfill_locks._sqlite_lock_path(connection, shard=shard), "a") as held:
             fcntl.flock(held, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             yield
 
@@ -247,7 +244,7 @@ def test_copy_writer_writes_what_the_bulk_create_writer_writes(monkeypatch):
     by_copy = (money_state(), audit_state())
     backfill.backfill_reverse()
 
-    monkeypatch.setattr(backfill, "_write_copy", backfill._write_orm)
+    monkeypatch.setattr(backfill_writer, "_write_copy", backfill_writer._write_orm)
     backfill.backfill_run(batch_size=BATCH)
 
     assert (money_state(), audit_state()) == by_copy

@@ -17,11 +17,11 @@ from payments.models import (
 )
 from payments.selectors.balances import credits_with_balances, invoices_with_balances, payments_with_balances
 from payments.services import errors
+from payments.services.lookups import ALL_TENANTS
 from payments.services.allocations import allocation_create
 from payments.services.credits import credit_apply, credit_issue
+from payments.services.inputs import ERROR_TEXT_NOT_STRING, ERROR_TEXT_TOO_LONG
 from payments.services.payments import (
-    ERROR_TEXT_NOT_STRING,
-    ERROR_TEXT_TOO_LONG,
     payment_record,
     payment_refund,
     payment_reject,
@@ -131,11 +131,11 @@ def test_record_refuses_invalid_input_and_writes_nothing(tenant, staff, override
 def test_verify_makes_pending_allocations_paid(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000)
     payment, _ = record(tenant, staff)
-    allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.ISSUED
 
-    verified = payment_verify(payment_id=payment.pk, actor=staff)
+    verified = payment_verify(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     invoice.refresh_from_db()
     assert verified.verification_status == VerificationStatus.VERIFIED
@@ -148,18 +148,18 @@ def test_verify_makes_pending_allocations_paid(tenant, staff):
 
 def test_verify_twice_changes_nothing_the_second_time(tenant, staff):
     payment, _ = record(tenant, staff)
-    payment_verify(payment_id=payment.pk, actor=staff)
-    payment_verify(payment_id=payment.pk, actor=staff)
+    payment_verify(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
+    payment_verify(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     assert audit_events(event_type=AuditEvent.PAYMENT_VERIFIED) == [AuditEvent.PAYMENT_VERIFIED]
 
 
 def test_verify_refuses_a_rejected_payment(tenant, staff):
     payment, _ = record(tenant, staff)
-    payment_reject(payment_id=payment.pk, actor=staff, reason="bounced")
+    payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="bounced")
 
     with pytest.raises(errors.RuleViolation) as raised:
-        payment_verify(payment_id=payment.pk, actor=staff)
+        payment_verify(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff)
 
     assert str(raised.value) == errors.ERROR_VERIFY_REJECTED.format(id=payment.pk)
 
@@ -178,10 +178,10 @@ def test_reject_releases_every_allocation_and_recomputes_the_invoices(tenant, st
     first = MigratedInvoiceFactory(tenant=tenant, amount_cents=3_000)
     second = MigratedInvoiceFactory(tenant=tenant, amount_cents=2_000)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    allocation_create(payment_id=payment.pk, invoice_id=first.pk, amount_cents=3_000, actor=staff)
-    allocation_create(payment_id=payment.pk, invoice_id=second.pk, amount_cents=1_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=first.pk, amount_cents=3_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=second.pk, amount_cents=1_000, actor=staff)
 
-    rejected = payment_reject(payment_id=payment.pk, actor=staff, reason="cheque bounced")
+    rejected = payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="cheque bounced")
 
     assert rejected.verification_status == VerificationStatus.REJECTED
     assert rejected.status == LegacyPaymentStatus.FAILED
@@ -200,17 +200,17 @@ def test_reject_requires_a_reason(tenant, staff):
     payment, _ = record(tenant, staff)
 
     with pytest.raises(errors.InvalidInput) as raised:
-        payment_reject(payment_id=payment.pk, actor=staff, reason="  ")
+        payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="  ")
 
     assert str(raised.value) == errors.ERROR_REASON_REQUIRED
 
 
 def test_reject_is_refused_once_money_was_refunded(tenant, staff):
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    payment_refund(payment_id=payment.pk, amount_cents=100, actor=staff)
+    payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=100, actor=staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        payment_reject(payment_id=payment.pk, actor=staff, reason="bounced")
+        payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="bounced")
 
     assert str(raised.value) == errors.ERROR_REJECT_REFUNDED.format(id=payment.pk)
 
@@ -218,11 +218,11 @@ def test_reject_is_refused_once_money_was_refunded(tenant, staff):
 def test_reject_is_refused_once_its_credit_was_applied(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    credit = credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=staff)
-    credit_apply(credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=500, actor=staff)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=staff)
+    credit_apply(tenant=ALL_TENANTS, credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=500, actor=staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        payment_reject(payment_id=payment.pk, actor=staff, reason="bounced")
+        payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="bounced")
 
     assert str(raised.value) == errors.ERROR_REJECT_CREDIT_APPLIED.format(id=payment.pk, credit=credit.pk)
     payment.refresh_from_db()
@@ -232,22 +232,22 @@ def test_reject_is_refused_once_its_credit_was_applied(tenant, staff):
 def test_reject_with_unapplied_credit_leaves_that_credit_holding_nothing(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    credit = credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=staff)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=staff)
 
-    payment_reject(payment_id=payment.pk, actor=staff, reason="bounced")
+    payment_reject(tenant=ALL_TENANTS, payment_id=payment.pk, actor=staff, reason="bounced")
 
     assert credits_with_balances().get(pk=credit.pk).remaining_cents == 0
     with pytest.raises(errors.RuleViolation) as raised:
-        credit_apply(credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
+        credit_apply(tenant=ALL_TENANTS, credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=100, actor=staff)
     assert str(raised.value) == errors.ERROR_CREDIT_OF_REJECTED_PAYMENT.format(id=credit.pk, payment=payment.pk)
 
 
 def test_refund_takes_unallocated_money_first(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
 
-    refunds = payment_refund(payment_id=payment.pk, amount_cents=2_000, actor=staff, reason="customer asked")
+    refunds = payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=2_000, actor=staff, reason="customer asked")
 
     assert [(r.credit_id, r.amount_cents) for r in refunds] == [(None, 2_000)]
     assert not AllocationReversal.objects.exists()
@@ -258,11 +258,11 @@ def test_refund_takes_credit_then_reverses_newest_allocations_and_reallocates_th
     older = MigratedInvoiceFactory(tenant=tenant, amount_cents=2_000)
     newer = MigratedInvoiceFactory(tenant=tenant, amount_cents=2_000)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    allocation_create(payment_id=payment.pk, invoice_id=older.pk, amount_cents=2_000, actor=staff)
-    newest = allocation_create(payment_id=payment.pk, invoice_id=newer.pk, amount_cents=2_000, actor=staff)
-    credit = credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=older.pk, amount_cents=2_000, actor=staff)
+    newest = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=newer.pk, amount_cents=2_000, actor=staff)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=staff)
 
-    refunds = payment_refund(payment_id=payment.pk, amount_cents=1_500, actor=staff)
+    refunds = payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_500, actor=staff)
 
     assert [(r.credit_id, r.amount_cents) for r in refunds] == [(credit.pk, 1_000), (None, 500)]
     assert AllocationReversal.objects.get().allocation_id == newest.pk
@@ -278,9 +278,9 @@ def test_refund_takes_credit_then_reverses_newest_allocations_and_reallocates_th
 def test_full_refund_marks_the_legacy_status_refunded(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant)
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    allocation_create(payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
+    allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=5_000, actor=staff)
 
-    payment_refund(payment_id=payment.pk, amount_cents=5_000, actor=staff)
+    payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=5_000, actor=staff)
 
     payment.refresh_from_db()
     assert payment.status == LegacyPaymentStatus.REFUNDED
@@ -290,10 +290,10 @@ def test_full_refund_marks_the_legacy_status_refunded(tenant, staff):
 
 def test_refund_beyond_what_is_left_is_refused(tenant, staff):
     payment, _ = record(tenant, staff, verification_status=VerificationStatus.VERIFIED)
-    payment_refund(payment_id=payment.pk, amount_cents=4_000, actor=staff)
+    payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=4_000, actor=staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        payment_refund(payment_id=payment.pk, amount_cents=1_001, actor=staff)
+        payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_001, actor=staff)
 
     assert str(raised.value) == errors.ERROR_REFUND_EXCEEDS.format(id=payment.pk, refundable=1_000, amount=1_001)
 
@@ -302,7 +302,7 @@ def test_refund_of_a_pending_payment_is_refused(tenant, staff):
     payment, _ = record(tenant, staff)
 
     with pytest.raises(errors.RuleViolation) as raised:
-        payment_refund(payment_id=payment.pk, amount_cents=100, actor=staff)
+        payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=100, actor=staff)
 
     assert str(raised.value) == errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status="PENDING")
 
@@ -310,10 +310,10 @@ def test_refund_of_a_pending_payment_is_refused(tenant, staff):
 def test_refund_reverses_applications_of_the_payments_credit(tenant, staff):
     invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000)
     payment = PaymentFactory(tenant=tenant, amount_cents=1_000)
-    credit = credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=staff)
-    credit_apply(credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=1_000, actor=staff)
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=staff)
+    credit_apply(tenant=ALL_TENANTS, credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=1_000, actor=staff)
 
-    refunds = payment_refund(payment_id=payment.pk, amount_cents=1_000, actor=staff)
+    refunds = payment_refund(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_000, actor=staff)
 
     assert [(r.credit_id, r.amount_cents) for r in refunds] == [(credit.pk, 1_000)]
     assert credits_with_balances().get(pk=credit.pk).remaining_cents == 0

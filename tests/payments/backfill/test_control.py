@@ -15,6 +15,7 @@ from billing.models import Invoice, Tenant
 from config.logs import JsonLineFormatter
 from payments.models import BackfillRun
 from payments.services import backfill
+from payments.services.backfill import common as backfill_common
 from payments.services import backfill_control as control
 from payments.services.backfill_control import (
     BackfillCancelled,
@@ -26,8 +27,9 @@ from payments.services.backfill_control import (
     run_activity,
 )
 from payments.services.invoices import invoice_create
-from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_run import Crash, money_state
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import Crash, money_state
+from tests.payments.backfill.helpers import other_connection
 
 pytestmark = [pytest.mark.pay10_regression]
 
@@ -149,7 +151,7 @@ def test_a_paused_run_waits_between_batches_and_goes_on_when_resumed(seeded, mon
         if stage == "batch-start" and batch > 2:
             started_after_pause.append((batch, len(sleeps)))
 
-    monkeypatch.setattr(backfill, "crash_hook", hook)
+    monkeypatch.setattr(backfill_common, "crash_hook", hook)
 
     def sleep(seconds):
         run = BackfillRun.objects.get()
@@ -172,7 +174,7 @@ def test_a_paused_run_waits_between_batches_and_goes_on_when_resumed(seeded, mon
 @pytest.mark.django_db
 def test_a_cancelled_run_ends_cleanly_keeping_its_cursor_and_a_later_run_resumes_it(seeded, monkeypatch):
     uninterrupted = uninterrupted_state()
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-end", 2, lambda: backfill_runs_control(action=control.CANCEL)))
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-end", 2, lambda: backfill_runs_control(action=control.CANCEL)))
 
     with pytest.raises(BackfillCancelled, match=r"cancelled by the operator before batch 3: every committed batch"):
         backfill.backfill_run(batch_size=BATCH, console=console())
@@ -182,7 +184,7 @@ def test_a_cancelled_run_ends_cleanly_keeping_its_cursor_and_a_later_run_resumes
     assert run.counts["console"]["invoices"]["done"] == 2 * BATCH
     assert run_activity(run).startswith("cancelled")
 
-    monkeypatch.setattr(backfill, "crash_hook", None)
+    monkeypatch.setattr(backfill_common, "crash_hook", None)
     summary = backfill.backfill_run(batch_size=BATCH, console=console())
 
     assert summary.resumed and summary.run_id == run.pk
@@ -196,10 +198,10 @@ def test_a_pause_outlives_its_runner_and_a_restarted_runner_waits_for_resume(see
         backfill_runs_control(action=control.PAUSE)
         raise Crash("killed")
 
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-end", 1, pause_then_die))
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-end", 1, pause_then_die))
     with pytest.raises(Crash):
         backfill.backfill_run(batch_size=BATCH, console=console())
-    monkeypatch.setattr(backfill, "crash_hook", None)
+    monkeypatch.setattr(backfill_common, "crash_hook", None)
     # The failed batch took its pause with it; the console recorded the failure.
     assert BackfillRun.objects.get().state == "FAILED"
 
@@ -218,7 +220,7 @@ def test_a_pause_outlives_its_runner_and_a_restarted_runner_waits_for_resume(see
 
 @pytest.mark.django_db
 def test_the_command_exits_3_with_one_line_when_cancelled(seeded, monkeypatch):
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-end", 1, lambda: backfill_runs_control(action=control.CANCEL)))
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-end", 1, lambda: backfill_runs_control(action=control.CANCEL)))
     with pytest.raises(CommandError, match="run the same pay10_backfill again to resume") as cancelled:
         call_command("pay10_backfill", "--batch-size", str(BATCH), stdout=StringIO(), stderr=StringIO())
     assert cancelled.value.returncode == 3
@@ -287,16 +289,6 @@ def test_a_real_long_transaction_in_another_session_holds_the_run_until_it_ends(
     assert BackfillRun.objects.get().state == "COMPLETED"
 
 
-def other_connection():
-    import psycopg
-
-    params = connection.settings_dict
-    return psycopg.connect(
-        dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-        host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # The parity gate
 
@@ -312,7 +304,7 @@ def raise_an_invoice_by_raw_sql():
 
 @pytest.mark.django_db
 def test_the_parity_gate_stops_the_run_naming_tenant_currency_and_figure(seeded, monkeypatch):
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-start", 2, raise_an_invoice_by_raw_sql))
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-start", 2, raise_an_invoice_by_raw_sql))
     limits = ConsoleLimits(target_batch_seconds=0, max_long_transactions=1000, parity_every=2)
     invoiced = invoiced_cents()
 
@@ -343,12 +335,12 @@ def currency() -> str:
 
 @pytest.mark.django_db
 def test_the_command_exits_4_on_a_broken_parity_and_a_later_run_resumes(seeded, monkeypatch):
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-start", 1, raise_an_invoice_by_raw_sql))
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-start", 1, raise_an_invoice_by_raw_sql))
     with pytest.raises(CommandError, match=f"invoicedCents of tenant {TENANT} in {currency()}") as broken:
         call_command("pay10_backfill", "--batch-size", str(BATCH), "--parity-every", "1", stdout=StringIO(),
                      stderr=StringIO())
     assert broken.value.returncode == 4
-    monkeypatch.setattr(backfill, "crash_hook", None)
+    monkeypatch.setattr(backfill_common, "crash_hook", None)
     call_command("pay10_backfill", "--batch-size", str(BATCH), "--parity-every", "1", stdout=StringIO(),
                  stderr=StringIO())
     assert BackfillRun.objects.get().state == "COMPLETED"
@@ -356,7 +348,7 @@ def test_the_command_exits_4_on_a_broken_parity_and_a_later_run_resumes(seeded, 
 
 @pytest.mark.django_db
 def test_the_parity_gate_holds_through_a_whole_run_and_lets_audited_application_writes_pass(seeded, monkeypatch, staff):
-    monkeypatch.setattr(backfill, "crash_hook", at("batch-start", 2, lambda: invoice_create(
+    monkeypatch.setattr(backfill_common, "crash_hook", at("batch-start", 2, lambda: invoice_create(
         tenant=Tenant.objects.get(pk=TENANT), number="APP-NEW-1", amount_cents=5_000, actor=staff)))
     limits = ConsoleLimits(target_batch_seconds=0, max_long_transactions=1000, parity_every=1)
 

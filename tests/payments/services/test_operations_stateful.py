@@ -28,6 +28,7 @@ from payments.services import errors
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply, credit_issue
 from payments.services.invoices import invoice_create, invoice_void
+from payments.services.lookups import ALL_TENANTS
 from payments.services.payments import payment_record, payment_refund, payment_reject, payment_verify
 from tests.billing.factories import TenantFactory
 
@@ -91,44 +92,47 @@ class PaymentOperations(RuleBasedStateMachine):
 
     @rule(payment=picks)
     def verify(self, payment):
-        self.attempt(payment_verify, payment_id=self.pick(Payment, payment))
+        self.attempt(payment_verify, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment))
 
     @rule(payment=picks)
     def reject(self, payment):
-        self.attempt(payment_reject, payment_id=self.pick(Payment, payment), reason="bounced")
+        self.attempt(payment_reject, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment), reason="bounced")
 
     @rule(payment=picks, invoice=picks, amount=amounts)
     def allocate(self, payment, invoice, amount):
         self.attempt(
-            allocation_create, payment_id=self.pick(Payment, payment), invoice_id=self.pick(Invoice, invoice),
-            amount_cents=amount,
+            allocation_create, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment),
+            invoice_id=self.pick(Invoice, invoice), amount_cents=amount,
         )
 
     @rule(payment=picks)
     def auto_allocate(self, payment):
-        self.attempt(payment_auto_allocate, payment_id=self.pick(Payment, payment))
+        self.attempt(payment_auto_allocate, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment))
 
     @rule(payment=picks, amount=amounts)
     def issue_credit(self, payment, amount):
-        self.attempt(credit_issue, payment_id=self.pick(Payment, payment), amount_cents=amount)
+        self.attempt(credit_issue, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment), amount_cents=amount)
 
     @rule(credit=picks, invoice=picks, amount=amounts)
     def apply_credit(self, credit, invoice, amount):
         self.attempt(
-            credit_apply, credit_id=self.pick(Credit, credit), invoice_id=self.pick(Invoice, invoice), amount_cents=amount
+            credit_apply, tenant=ALL_TENANTS, credit_id=self.pick(Credit, credit), invoice_id=self.pick(Invoice, invoice),
+            amount_cents=amount,
         )
 
     @rule(allocation=picks)
     def reverse(self, allocation):
-        self.attempt(allocation_reverse, allocation_id=self.pick(Allocation, allocation), reason="wrong invoice")
+        self.attempt(
+            allocation_reverse, tenant=ALL_TENANTS, allocation_id=self.pick(Allocation, allocation), reason="wrong invoice"
+        )
 
     @rule(payment=picks, amount=amounts)
     def refund(self, payment, amount):
-        self.attempt(payment_refund, payment_id=self.pick(Payment, payment), amount_cents=amount)
+        self.attempt(payment_refund, tenant=ALL_TENANTS, payment_id=self.pick(Payment, payment), amount_cents=amount)
 
     @rule(invoice=picks)
     def void(self, invoice):
-        self.attempt(invoice_void, invoice_id=self.pick(Invoice, invoice))
+        self.attempt(invoice_void, tenant=ALL_TENANTS, invoice_id=self.pick(Invoice, invoice))
 
     @invariant()
     def payments_are_never_over_spent(self):

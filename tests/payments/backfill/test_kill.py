@@ -5,27 +5,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from payments.models import BackfillRun
 from payments.services import backfill
-from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_run import money_state
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import ROOT, database_url, money_state
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pay10_regression, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 60
-
-
-def database_url() -> str:
-    params = connection.settings_dict
-    user = params["USER"] or "postgres"
-    password = f":{params['PASSWORD']}" if params["PASSWORD"] else ""
-    return f"postgres://{user}{password}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
 
 
 def resume_when_the_killed_session_is_gone():

@@ -16,10 +16,10 @@ from payments.models import BackfillRun
 from payments.services import backfill
 from payments.services.backfill import Shard
 from payments.services.backfill_control import WAIT_PAUSED
-from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_control import other_connection
-from tests.payments.test_backfill_kill import ROOT, database_url
-from tests.payments.test_backfill_run import money_state
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import other_connection
+from tests.payments.backfill.helpers import ROOT, database_url
+from tests.payments.backfill.helpers import money_state
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pay10_regression, pytest.mark.django_db(transaction=True)]
 

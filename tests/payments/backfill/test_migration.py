@@ -15,8 +15,8 @@ from billing.selectors.finance import Period, finance_summary
 from payments.models import BackfillRun, InvoiceFigures, InvoiceMigration, PaymentMigration
 from payments.selectors.figures import figures_ready
 from payments.selectors.verification import check_read_model
-from payments.services.legacy_seed import legacy_seed
-from tests.payments.test_backfill_run import money_state
+from payments.demo.legacy_seed import legacy_seed
+from tests.payments.backfill.helpers import money_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.pay10_regression]
 

@@ -1,50 +1,27 @@
 """Concurrent operations on PostgreSQL, with real threads each on its own connection: row locks in
 the fixed order keep every invariant, losers get a clean refusal (409), nothing deadlocks."""
 import random
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from billing.services.api_tokens import api_token_create
 from payments.models import Allocation, Payment, PaymentAuditLog
 from payments.selectors.balances import invoices_with_balances, payments_with_balances
 from payments.services import errors
+from payments.services.lookups import ALL_TENANTS
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply, credit_issue
 from payments.services.invoices import invoice_void
 from payments.services.payments import payment_refund, payment_reject, payment_verify
 from tests.billing.factories import TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
+from tests.payments.helpers import run_concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 20
-
-
-def run_concurrently(count: int, work) -> list:
-    """Run `work(i)` in `count` threads released together; each returns its result or exception."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as error:  # noqa: BLE001 - the test inspects every outcome
-            results[i] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung (deadlock?)"
-    return results
 
 
 def staff_client_token() -> str:
@@ -80,7 +57,7 @@ def test_concurrent_allocations_of_one_payment_never_over_spend_it():
     invoices = [MigratedInvoiceFactory(tenant=tenant, amount_cents=1_000).pk for _ in range(THREADS)]
 
     def allocate(i: int):
-        return allocation_create(payment_id=payment.pk, invoice_id=invoices[i], amount_cents=600, actor=None)
+        return allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoices[i], amount_cents=600, actor=None)
 
     results = run_concurrently(THREADS, allocate)
 
@@ -118,7 +95,7 @@ def test_mixed_concurrent_operations_never_deadlock_or_break_an_invariant():
         PaymentFactory(tenant=tenant, amount_cents=2_000, verification_status="VERIFIED" if i % 3 else "PENDING").pk
         for i in range(6)
     ]
-    credits = [credit_issue(payment_id=payments[i], amount_cents=1_000, actor=None).pk for i in (1, 2)]
+    credits = [credit_issue(tenant=ALL_TENANTS, payment_id=payments[i], amount_cents=1_000, actor=None).pk for i in (1, 2)]
 
     def work(i: int) -> list:
         rng = random.Random(i)
@@ -128,15 +105,15 @@ def test_mixed_concurrent_operations_never_deadlock_or_break_an_invariant():
             allocation = Allocation.objects.filter(payment_id__in=payments).order_by("?").values_list("pk", flat=True).first()
             operation = rng.choice(
                 [
-                    lambda: allocation_create(payment_id=payment, invoice_id=invoice, amount_cents=500, actor=None),
-                    lambda: credit_apply(credit_id=credit, invoice_id=invoice, amount_cents=300, actor=None),
-                    lambda: payment_auto_allocate(payment_id=payment, actor=None),
-                    lambda: payment_verify(payment_id=payment, actor=None),
-                    lambda: payment_reject(payment_id=payment, actor=None, reason="bounced"),
-                    lambda: payment_refund(payment_id=payment, amount_cents=400, actor=None),
-                    lambda: invoice_void(invoice_id=invoice, actor=None),
-                    lambda: allocation_reverse(allocation_id=allocation or 0, actor=None, reason="undo"),
-                    lambda: credit_issue(payment_id=payment, amount_cents=100, actor=None),
+                    lambda: allocation_create(tenant=ALL_TENANTS, payment_id=payment, invoice_id=invoice, amount_cents=500, actor=None),
+                    lambda: credit_apply(tenant=ALL_TENANTS, credit_id=credit, invoice_id=invoice, amount_cents=300, actor=None),
+                    lambda: payment_auto_allocate(tenant=ALL_TENANTS, payment_id=payment, actor=None),
+                    lambda: payment_verify(tenant=ALL_TENANTS, payment_id=payment, actor=None),
+                    lambda: payment_reject(tenant=ALL_TENANTS, payment_id=payment, actor=None, reason="bounced"),
+                    lambda: payment_refund(tenant=ALL_TENANTS, payment_id=payment, amount_cents=400, actor=None),
+                    lambda: invoice_void(tenant=ALL_TENANTS, invoice_id=invoice, actor=None),
+                    lambda: allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation or 0, actor=None, reason="undo"),
+                    lambda: credit_issue(tenant=ALL_TENANTS, payment_id=payment, amount_cents=100, actor=None),
                 ]
             )
             try:

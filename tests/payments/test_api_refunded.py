@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from billing.services.api_tokens import api_token_create
 from payments.models import Credit, LegacyPaymentStatus, Payment
 from payments.services.credits import credit_issue
+from payments.services.lookups import ALL_TENANTS
 from tests.payments.factories import MigratedInvoiceFactory, PaymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +45,7 @@ def test_money_voided_into_a_credit_then_refunded_in_full_shows_the_refund(tenan
 
 def test_refunds_out_of_unallocated_money_and_out_of_a_credit_add_up(tenant, staff_client):
     payment = PaymentFactory(tenant=tenant, amount_cents=5_000)
-    credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=None)
+    credit_issue(payment_id=payment.pk, amount_cents=1_000, actor=None, tenant=ALL_TENANTS)
 
     response = staff_client.post(f"/api/payments/{payment.pk}/refund", {"amountCents": 4_500}, format="json")
 

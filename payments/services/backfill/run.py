@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Max
 from django.utils import timezone
 
 from payments.domain import status as engine
+from payments.selectors.verification.orphans import orphaned_allocation_count
 from payments.services.backfill.batch import detached_payments_migrate, invoices_migrate
 from payments.services.backfill.common import (
     DEFAULT_BATCH_SIZE,
@@ -210,7 +211,7 @@ def _run(m: BackfillModels, *, using: str, tenant_id: str | None, batch_size: in
             return BackfillSummary(
                 total_invoices=total_invoices,
                 counts=BatchResult().counts(),
-                orphaned_allocations=summary_orphan_count(m, using=using, tenant_id=tenant_id),
+                orphaned_allocations=orphaned_allocation_count(tenant_id=tenant_id, using=using),
                 run_id=None,
                 resumed=False,
                 dry_run=False,
@@ -283,31 +284,8 @@ def _passes_run(m: BackfillModels, run, *, using: str, tenant_id: str | None, ba
     return BackfillSummary(
         total_invoices=total_invoices,
         counts={key: value for key, value in run.counts.items() if key not in RUN_LABELS},
-        orphaned_allocations=summary_orphan_count(m, using=using, tenant_id=tenant_id),
+        orphaned_allocations=orphaned_allocation_count(tenant_id=tenant_id, using=using),
         run_id=run.pk,
         resumed=resumed,
         dry_run=False,
     )
-
-
-def summary_orphan_count(m: BackfillModels, *, using: str, tenant_id: str | None) -> int:
-    """The summary's "orphaned allocations" figure: allocations whose invoice or payment/credit is
-    missing, or sits in another tenant or currency. The one call site of the orphan rule in the
-    backfill (issue 13: to be pointed at the single orphan selector)."""
-    allocations = m.Allocation.objects.using(using)
-    if tenant_id is not None:
-        allocations = allocations.filter(tenant_id=tenant_id)
-    invoice_ok = Exists(
-        m.Invoice.objects.filter(pk=OuterRef("invoice_id"), tenant_id=OuterRef("tenant_id"))
-    )
-    payment_ok = Exists(
-        m.Payment.objects.filter(
-            pk=OuterRef("payment_id"), tenant_id=OuterRef("tenant_id"), currency=OuterRef("invoice__currency")
-        )
-    )
-    credit_ok = Exists(
-        m.Credit.objects.filter(
-            pk=OuterRef("credit_id"), tenant_id=OuterRef("tenant_id"), currency=OuterRef("invoice__currency")
-        )
-    )
-    return allocations.exclude(invoice_ok & (payment_ok | credit_ok)).count()

@@ -68,3 +68,18 @@ def test_a_reversed_allocation_whose_invoice_is_gone_is_still_an_orphan(crossing
 
     assert orphan_counts() == (1, 1)
     assert orphan_check()["count"] == 1
+
+
+def test_after_cleanup_the_backfill_summary_says_no_orphan_like_verify(crossing):
+    """The backfill's summary counted a reversed crossing allocation as an orphan after the cleanup
+    while `pay10_verify` passed: both now read the one orphan definition."""
+    out = StringIO()
+    call_command("pay10_backfill", stdout=out)
+    assert "✗ 1 orphaned allocations found" in out.getvalue()
+
+    call_command("pay10_cleanup_orphans", stdout=StringIO())
+
+    out = StringIO()
+    call_command("pay10_backfill", stdout=out)
+    assert "✓ No orphaned allocations found" in out.getvalue()
+    assert orphan_check()["ok"] is True

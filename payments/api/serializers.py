@@ -10,11 +10,11 @@ from drf_spectacular.plumbing import build_basic_type
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 
+from payments.domain.amounts import MAX_AMOUNT_CENTS
 from payments.models import Allocation, Payment
-from payments.services.locking import MAX_AMOUNT_CENTS
 from payments.services import errors
+from payments.services.inputs import MAX_TEXT_LENGTH
 from payments.services.payments import (
-    MAX_TEXT_LENGTH,
     RECORDABLE_CHANNELS,
     RECORDABLE_VERIFICATION_STATUSES,
     received_at_validate,

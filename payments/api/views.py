@@ -42,10 +42,10 @@ from payments.selectors.balances import invoices_with_balances, payments_with_ba
 from payments.services import errors
 from payments.services.allocations import allocation_create, allocation_reverse, payment_auto_allocate
 from payments.services.credits import credit_apply
+from payments.services.inputs import MAX_TEXT_LENGTH
 from payments.services.invoices import invoice_void
 from payments.services.lookups import ALL_TENANTS
 from payments.services.payments import (
-    MAX_TEXT_LENGTH,
     idempotency_key_validate,
     payment_record,
     payment_refund,

@@ -188,6 +188,12 @@ def payments_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Payment]
     )
 
 
+def payment_refunded_total(*, payment_id: int) -> int:
+    """Everything refunded of one payment (its `refunded_total_cents`); the legacy REFUNDED status
+    holds when it equals the payment's amount."""
+    return Refund.objects.filter(payment_id=payment_id).aggregate(total=Sum("amount_cents"))["total"] or 0
+
+
 def payment_balance(*, payment: Payment) -> PaymentBalance:
     row = (
         payments_with_balances()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from billing.models import Invoice
-from payments.domain.amounts import MAX_AMOUNT_CENTS  # noqa: F401 - payments.api.serializers imports it from here
 from payments.models import Credit, Payment
 
 LOCK_ATTEMPTS = 10

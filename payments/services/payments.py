@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 from django.conf import settings
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import Tenant
@@ -28,7 +28,8 @@ from payments.domain.backfill import SYNTHETIC_KEY_PREFIX
 from payments.services import errors
 from payments.services.audit import audited, credit_snapshot, payment_snapshot, user_or_none
 from payments.services.backfill.first_write import rows_migrate_if_needed
-from payments.services.inputs import MAX_TEXT_LENGTH, amount_validate, reason_required, text_validate  # noqa: F401 - MAX_TEXT_LENGTH: payments.api.serializers
+from payments.selectors.balances import payment_refunded_total
+from payments.services.inputs import amount_validate, reason_required, text_validate
 from payments.services.invoice_status import invoice_statuses_refresh
 from payments.services.ledger import allocation_apply, allocation_reverse_locked
 from payments.services.locking import LockedRows, rows_lock
@@ -269,10 +270,6 @@ def _refund_write(*, payment: Payment, credit: Credit | None, amount_cents: int,
     return refund
 
 
-def _refunded_total(payment_id: int) -> int:
-    return Refund.objects.filter(payment_id=payment_id).aggregate(total=Sum("amount_cents"))["total"] or 0
-
-
 def payment_refund(
     *, payment_id: int, amount_cents: int, actor, reason: str = "", tenant: Tenant | AllTenants
 ) -> list[Refund]:
@@ -287,7 +284,7 @@ def payment_refund(
             raise errors.RuleViolation(
                 errors.ERROR_PAYMENT_NOT_VERIFIED.format(id=payment.pk, status=payment.verification_status)
             )
-        refundable = payment.amount_cents - _refunded_total(payment.pk)
+        refundable = payment.amount_cents - payment_refunded_total(payment_id=payment.pk)
         if amount_cents > refundable:
             raise errors.RuleViolation(
                 errors.ERROR_REFUND_EXCEEDS.format(id=payment.pk, refundable=refundable, amount=amount_cents)
@@ -326,7 +323,7 @@ def payment_refund(
                     actor=actor,
                     extra={"rest_of_allocation_id": allocation.pk},
                 )
-        if _refunded_total(payment.pk) == payment.amount_cents:
+        if payment_refunded_total(payment_id=payment.pk) == payment.amount_cents:
             payment.status = LegacyPaymentStatus.REFUNDED
             payment.save(update_fields=["status"])
         return refunds

@@ -326,9 +326,11 @@ def eta_display(seconds) -> str:
 class BackfillConsole:
     """Called by the backfill's batch loop; see the module docstring."""
 
-    def __init__(self, *, limits: ConsoleLimits, batch_size: int, probe: DatabaseProbe | None = None,
-                 sleep: Callable[[float], None] | None = None, using: str = DEFAULT_DB_ALIAS) -> None:
+    def __init__(self, *, limits: ConsoleLimits, batch_size: int, parity_figures: Callable[..., dict] | None = None,
+                 probe: DatabaseProbe | None = None, sleep: Callable[[float], None] | None = None,
+                 using: str = DEFAULT_DB_ALIAS) -> None:
         self.limits = limits
+        self.parity_figures = parity_figures  # FIN-01's figures for the parity gate; None: no gate
         self.using = using
         self.probe = probe or DatabaseProbe(using=using)
         self.sleep = sleep or time.sleep
@@ -369,8 +371,9 @@ class BackfillConsole:
         type(run).objects.using(self.using).filter(pk=run.pk, state__in=(CANCELLED, FAILED)).update(state=RUNNING)
         self._console.update(lastError=None, waiting=None, batchSize=self.optimizer.batch_size, parityChecks=0)
         self._save()
-        if self.limits.parity_every:
-            self.parity = ParityGate(tenant_ids=tenant_ids, today=today, every=self.limits.parity_every)
+        if self.limits.parity_every and self.parity_figures is not None:
+            self.parity = ParityGate(tenant_ids=tenant_ids, today=today, every=self.limits.parity_every,
+                                     figures=self.parity_figures)
             self.parity.start()
 
     def phase_started(self, *, phase: str, remaining: int) -> None:

@@ -1,6 +1,12 @@
 """The backfill's parity gate: FIN-01 ALL_TIME per tenant and currency at the run's start, compared
 every N batches (and at the end); a figure that moved in a tenant the application did not write to
-stops the run (`payments.services.backfill_control` raises `BackfillParityBroken`)."""
+stops the run (`payments.services.backfill_control` raises `BackfillParityBroken`).
+
+The figures themselves are FIN-01's, which `billing.selectors` computes on top of payments'
+selectors: the gate receives the function that reads them (`figures`; the command passes
+`billing.selectors.parity.fin01_parity_figures`), so payments' services import nothing of billing's
+beyond its models."""
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -10,37 +16,6 @@ from django.utils import timezone
 # Application writes this long before a parity check still count as activity (their transaction
 # may have committed after the previous check's snapshot).
 ACTIVITY_SLACK = timedelta(minutes=1)
-
-
-def _leaves(value, path: tuple[str, ...] = ()) -> dict[str, int]:
-    if isinstance(value, dict):
-        found = {}
-        for key, item in value.items():
-            found |= _leaves(item, path + (key,))
-        return found
-    return {".".join(path): value or 0}
-
-
-def fin01_parity_figures(*, tenant_ids: list[str], today: date) -> dict[tuple[str, str, str], int]:
-    """{(tenant, currency, figure): cents or count}: FIN-01 ALL_TIME for `today`'s verdicts, the
-    figures the backfill must not move (`pay10_verify`'s baseline fields), and unapplied credit net
-    of what the backfill's own credits hold (the backfill turns overpayments into credit)."""
-    from billing.models import Tenant
-    from billing.selectors.baseline import backfilled_credit_remaining
-    from billing.selectors.finance import Period, finance_summary
-    from payments.selectors.verification import FIN01_EXACT_FIELDS
-
-    figures: dict[tuple[str, str, str], int] = {}
-    for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
-        summary = finance_summary(tenant=tenant, period=Period.ALL_TIME, today=today)["currencies"]
-        backfilled = backfilled_credit_remaining(tenant=tenant)
-        for currency, numbers in summary.items():
-            for name in FIN01_EXACT_FIELDS:
-                for path, number in _leaves(numbers.get(name), (name,)).items():
-                    figures[(tenant.pk, currency, path)] = number
-            unapplied = numbers.get("unappliedCreditCents", 0) - backfilled.get(currency, 0)
-            figures[(tenant.pk, currency, "unappliedCreditCents (net of the backfill's credits)")] = unapplied
-    return figures
 
 
 def newest_ids() -> tuple[int, int]:
@@ -82,6 +57,8 @@ class ParityGate:
     tenant_ids: list[str]
     today: date
     every: int
+    # (tenant_ids=, today=) -> {(tenant, currency, figure): cents or count}
+    figures: Callable[..., dict[tuple[str, str, str], int]]
     reference: dict = field(default_factory=dict)
     checked_at: object = None
     seen_ids: tuple[int, int] = (0, 0)
@@ -93,7 +70,7 @@ class ParityGate:
 
         with one_snapshot():
             self.checked_at, self.seen_ids = timezone.now(), newest_ids()
-            self.reference = fin01_parity_figures(tenant_ids=self.tenant_ids, today=self.today)
+            self.reference = self.figures(tenant_ids=self.tenant_ids, today=self.today)
 
     def due(self) -> bool:
         self.batches_since += 1
@@ -106,7 +83,7 @@ class ParityGate:
 
         with one_snapshot():
             now, seen_ids = timezone.now(), newest_ids()
-            current = fin01_parity_figures(tenant_ids=self.tenant_ids, today=self.today)
+            current = self.figures(tenant_ids=self.tenant_ids, today=self.today)
             excused = tenants_written_since(since=self.checked_at, after_ids=self.seen_ids, tenant_ids=self.tenant_ids)
         self.batches_since = 0
         self.checks += 1

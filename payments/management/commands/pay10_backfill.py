@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.models import Tenant
+from billing.selectors.parity import fin01_parity_figures
 from config.logs import JsonLineFormatter
 from payments.services.backfill import (
     DEFAULT_BATCH_SIZE,
@@ -170,7 +171,9 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
-        console = None if dry_run else BackfillConsole(limits=limits, batch_size=batch_size)
+        console = None if dry_run else BackfillConsole(
+            limits=limits, batch_size=batch_size, parity_figures=fin01_parity_figures
+        )
 
         self.stdout.write("Starting PAY-10 migration: Backfilling Payments and Allocations")
         if dry_run:

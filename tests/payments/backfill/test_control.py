@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from billing.models import Invoice, Tenant
+from billing.selectors.parity import fin01_parity_figures
 from config.logs import JsonLineFormatter
 from payments.models import BackfillRun
 from payments.services import backfill
@@ -55,6 +56,7 @@ class FakeProbe:
 
 
 def console(limits=QUIET, **options) -> BackfillConsole:
+    options.setdefault("parity_figures", fin01_parity_figures)
     return BackfillConsole(limits=limits, batch_size=BATCH, **options)
 
 

@@ -148,9 +148,7 @@ class Credit(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            _amount_positive(),
-        ]
+        constraints = [_amount_positive()]
         indexes = [
             models.Index(fields=["tenant", "currency"], name="payments_credit_tenant_cur"),
             # FIN-01's unapplied credit: a tenant's credits in source-payment order, summed from the

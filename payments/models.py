@@ -28,6 +28,18 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from payments.domain import channels
+from payments.domain.backfill import DEVIATION_KINDS
+
+
+def _created_by():
+    """Who made the row: a user, or nobody for the system and the backfill."""
+    return models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+
+def _amount_positive() -> models.CheckConstraint:
+    return models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive")
+
 
 class LegacyPaymentStatus(models.TextChoices):
     SUCCEEDED = "SUCCEEDED"
@@ -36,14 +48,8 @@ class LegacyPaymentStatus(models.TextChoices):
     REFUNDED = "REFUNDED"
 
 
-class Channel(models.TextChoices):
-    CARD = "CARD"
-    BANK_TRANSFER = "BANK_TRANSFER"
-    CASH = "CASH"
-    MOBILE_MONEY = "MOBILE_MONEY"
-    CHEQUE = "CHEQUE"
-    OTHER = "OTHER"
-    LEGACY = "LEGACY"
+# The channels are the domain's (`payments.domain.channels.CHANNELS`): defined there, derived here.
+Channel = models.TextChoices("Channel", channels.CHANNELS)
 
 
 class VerificationStatus(models.TextChoices):
@@ -80,7 +86,7 @@ class Payment(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+            _amount_positive(),
             models.CheckConstraint(
                 condition=Q(status__in=LegacyPaymentStatus.values), name="%(app_label)s_%(class)s_status_valid"
             ),
@@ -138,15 +144,11 @@ class Credit(models.Model):
     )
     reason = models.CharField(max_length=255)
     backfilled = models.BooleanField(default=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = _created_by()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
-        ]
+        constraints = [_amount_positive()]
         indexes = [
             models.Index(fields=["tenant", "currency"], name="payments_credit_tenant_cur"),
             # FIN-01's unapplied credit: a tenant's credits in source-payment order, summed from the
@@ -170,14 +172,12 @@ class Allocation(models.Model):
     credit = models.ForeignKey(Credit, on_delete=models.PROTECT, null=True, blank=True, related_name="applications")
     amount_cents = models.BigIntegerField()
     backfilled = models.BooleanField(default=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = _created_by()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+            _amount_positive(),
             models.CheckConstraint(
                 condition=Q(payment__isnull=False, credit__isnull=True) | Q(payment__isnull=True, credit__isnull=False),
                 name="%(app_label)s_%(class)s_one_source",
@@ -196,9 +196,7 @@ class AllocationReversal(models.Model):
         Allocation, on_delete=models.PROTECT, primary_key=True, related_name="reversal"
     )
     reason = models.CharField(max_length=255)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = _created_by()
     created_at = models.DateTimeField(default=timezone.now)
 
 
@@ -211,14 +209,12 @@ class Refund(models.Model):
     credit = models.ForeignKey(Credit, on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
     amount_cents = models.BigIntegerField()
     reason = models.CharField(max_length=255, blank=True, default="")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = _created_by()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="%(app_label)s_%(class)s_amount_positive"),
+            _amount_positive(),
         ]
 
 
@@ -345,15 +341,8 @@ class PaymentMigration(models.Model):
 class BackfillDeviation(models.Model):
     """Where the backfill departed from the legacy data, for `--report` and for people to review."""
 
-    class Kind(models.TextChoices):
-        STATUS_CHANGED = "STATUS_CHANGED"
-        SHORTFALL_COVERED = "SHORTFALL_COVERED"
-        OVERPAYMENT_TO_CREDIT = "OVERPAYMENT_TO_CREDIT"
-        UNLINKED_PAYMENT_TO_CREDIT = "UNLINKED_PAYMENT_TO_CREDIT"
-        UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT = "UNPAYABLE_INVOICE_PAYMENT_TO_CREDIT"
-        CROSS_TENANT_LINK = "CROSS_TENANT_LINK"
-        CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-        INCONSISTENT_LEGACY_FIGURES = "INCONSISTENT_LEGACY_FIGURES"
+    # The planner's kinds (`payments.domain.backfill.DEVIATION_KINDS`): defined there, derived here.
+    Kind = models.TextChoices("Kind", DEVIATION_KINDS)
 
     id = models.BigAutoField(primary_key=True)
     run = models.ForeignKey(BackfillRun, on_delete=models.PROTECT, null=True, blank=True, related_name="deviations")

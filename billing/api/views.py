@@ -29,6 +29,17 @@ _UNAUTHENTICATED = OpenApiResponse(description="No valid token (`Authorization: 
 _UNKNOWN_TENANT = OpenApiResponse(description="The named tenant does not exist.")
 
 
+def _tenant_read_responses(ok, forbidden: str) -> dict:
+    """The answers of a read scoped to a tenant: its document, or why the caller may not have it."""
+    return {
+        200: ok,
+        400: _BAD_PARAMETERS,
+        401: _UNAUTHENTICATED,
+        403: OpenApiResponse(description=forbidden),
+        404: _UNKNOWN_TENANT,
+    }
+
+
 def query_data(request: Request) -> dict:
     """The query string as a plain dict, so that `period=` (empty) is a value to validate, not absence."""
     return request.query_params.dict()
@@ -50,13 +61,9 @@ class FinanceSummaryView(ThrottleFirstMixin, APIView):
             "that tenant only)."
         ),
         parameters=[FinanceSummaryQuerySerializer],
-        responses={
-            200: FinanceSummarySerializer,
-            400: _BAD_PARAMETERS,
-            401: _UNAUTHENTICATED,
-            403: OpenApiResponse(description="The caller is not staff, lacks the permission, or is bound to another tenant."),
-            404: _UNKNOWN_TENANT,
-        },
+        responses=_tenant_read_responses(
+            FinanceSummarySerializer, "The caller is not staff, lacks the permission, or is bound to another tenant."
+        ),
         examples=[
             OpenApiExample(
                 "A bad period",
@@ -99,13 +106,9 @@ class InvoicePageView(ThrottleFirstMixin, APIView):
             "a staff token bound to a tenant reads that tenant only; otherwise a missing `tenant` is 400. A page past the end has empty results."
         ),
         parameters=[InvoicePageQuerySerializer],
-        responses={
-            200: InvoicePageSerializer,
-            400: _BAD_PARAMETERS,
-            401: _UNAUTHENTICATED,
-            403: OpenApiResponse(description="Another tenant's invoices, or a user that acts for no tenant."),
-            404: _UNKNOWN_TENANT,
-        },
+        responses=_tenant_read_responses(
+            InvoicePageSerializer, "Another tenant's invoices, or a user that acts for no tenant."
+        ),
         tags=["finance"],
     )
     def get(self, request: Request) -> Response:

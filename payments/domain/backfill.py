@@ -45,6 +45,10 @@ class Deviation:
     INCONSISTENT_LEGACY_FIGURES = "INCONSISTENT_LEGACY_FIGURES"
 
 
+# Every kind, in the order above: `payments.models.BackfillDeviation.Kind` is built from it.
+DEVIATION_KINDS = tuple(value for name, value in vars(Deviation).items() if name.isupper())
+
+
 # Credit reasons, one per case (SPEC: "a reason that says which case it was").
 REASON_OVERPAYMENT = "PAY-10 backfill: overpayment of invoice {number}"
 REASON_DRAFT_INVOICE = "PAY-10 backfill: payment on DRAFT invoice {number}"
@@ -130,6 +134,37 @@ class PlannedDeviation:
     synthetic: bool = False
 
 
+def _invoice_deviation(kind: str, invoice: LegacyInvoice, *, legacy: dict, new: dict, detail: str,
+                       synthetic: bool = False) -> PlannedDeviation:
+    """A deviation of an invoice as a whole (no payment of its own; `synthetic` for its synthetic one)."""
+    return PlannedDeviation(
+        kind=kind,
+        tenant_id=invoice.tenant_id,
+        invoice_id=invoice.id,
+        invoice_number=invoice.number,
+        payment_id=None,
+        legacy=legacy,
+        new=new,
+        detail=detail,
+        synthetic=synthetic,
+    )
+
+
+def _payment_deviation(kind: str, payment: LegacyPayment, invoice: LegacyInvoice | None, *, legacy: dict,
+                       new: dict, detail: str) -> PlannedDeviation:
+    """A deviation of one payment, named by the invoice it is planned against or else by its legacy link."""
+    return PlannedDeviation(
+        kind=kind,
+        tenant_id=payment.tenant_id,
+        invoice_id=invoice.id if invoice else payment.invoice_id,
+        invoice_number=invoice.number if invoice else payment.invoice_number,
+        payment_id=payment.id,
+        legacy=legacy,
+        new=new,
+        detail=detail,
+    )
+
+
 @dataclass(slots=True)
 class PaymentPlan:
     payment: LegacyPayment
@@ -177,12 +212,10 @@ def _mapped(payment: LegacyPayment) -> PaymentPlan:
 
 def _currency_mismatch(payment: LegacyPayment, invoice: LegacyInvoice | None) -> PlannedDeviation:
     expected = payment.tenant_currency
-    return PlannedDeviation(
-        kind=Deviation.CURRENCY_MISMATCH,
-        tenant_id=payment.tenant_id,
-        invoice_id=invoice.id if invoice else payment.invoice_id,
-        invoice_number=invoice.number if invoice else payment.invoice_number,
-        payment_id=payment.id,
+    return _payment_deviation(
+        Deviation.CURRENCY_MISMATCH,
+        payment,
+        invoice,
         legacy={"paymentCurrency": payment.currency, "amountCents": payment.amount_cents, "status": payment.status},
         new={"tenantCurrency": expected, "allocatedCents": 0, "creditCents": 0},
         detail=f"payment in {payment.currency} for a {expected} tenant: left unallocated for a person to resolve",
@@ -206,12 +239,10 @@ def _credit(plan: PaymentPlan, *, amount_cents: int, reason: str, kind: str, inv
         reason=reason,
     )
     plan.deviations.append(
-        PlannedDeviation(
-            kind=kind,
-            tenant_id=payment.tenant_id,
-            invoice_id=invoice.id if invoice else payment.invoice_id,
-            invoice_number=invoice.number if invoice else payment.invoice_number,
-            payment_id=payment.id,
+        _payment_deviation(
+            kind,
+            payment,
+            invoice,
             legacy={"paymentCents": payment.amount_cents, "invoiceStatus": invoice.status if invoice else None},
             new={"allocatedCents": allocated_cents, "creditCents": amount_cents},
             detail=reason,
@@ -275,12 +306,9 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
         )
         allocations.append(PlannedAllocation(invoice.id, invoice.tenant_id, remaining, None))
         deviations.append(
-            PlannedDeviation(
-                kind=Deviation.SHORTFALL_COVERED,
-                tenant_id=invoice.tenant_id,
-                invoice_id=invoice.id,
-                invoice_number=invoice.number,
-                payment_id=None,
+            _invoice_deviation(
+                Deviation.SHORTFALL_COVERED,
+                invoice,
                 synthetic=True,
                 legacy={"paidCents": legacy_paid, "succeededPaymentsCents": succeeded},
                 new={"syntheticPaymentCents": remaining},
@@ -298,12 +326,9 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
     problems = legacy_inconsistencies(invoice)
     if problems:
         deviations.append(
-            PlannedDeviation(
-                kind=Deviation.INCONSISTENT_LEGACY_FIGURES,
-                tenant_id=invoice.tenant_id,
-                invoice_id=invoice.id,
-                invoice_number=invoice.number,
-                payment_id=None,
+            _invoice_deviation(
+                Deviation.INCONSISTENT_LEGACY_FIGURES,
+                invoice,
                 legacy={"status": invoice.status, "amountCents": invoice.amount_cents,
                         "amountPaidCents": invoice.amount_paid_cents},
                 new={"paidCents": legacy_paid},
@@ -312,12 +337,9 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
         )
     if new_status != invoice.status:
         deviations.append(
-            PlannedDeviation(
-                kind=Deviation.STATUS_CHANGED,
-                tenant_id=invoice.tenant_id,
-                invoice_id=invoice.id,
-                invoice_number=invoice.number,
-                payment_id=None,
+            _invoice_deviation(
+                Deviation.STATUS_CHANGED,
+                invoice,
                 legacy={"status": invoice.status},
                 new={"status": new_status, "paidCents": legacy_paid},
                 detail=f"{invoice.status} -> {new_status} by the status engine",
@@ -344,12 +366,10 @@ def plan_detached_payment(*, payment: LegacyPayment, invoice_migrated: bool = Fa
     if cross_tenant:
         reason = REASON_CROSS_TENANT.format(invoice_id=payment.invoice_id, invoice_tenant=payment.invoice_tenant_id)
         plan.deviations.append(
-            PlannedDeviation(
-                kind=Deviation.CROSS_TENANT_LINK,
-                tenant_id=payment.tenant_id,
-                invoice_id=payment.invoice_id,
-                invoice_number=payment.invoice_number,
-                payment_id=payment.id,
+            _payment_deviation(
+                Deviation.CROSS_TENANT_LINK,
+                payment,
+                None,
                 legacy={"invoiceId": payment.invoice_id, "invoiceTenant": payment.invoice_tenant_id,
                         "paymentTenant": payment.tenant_id, "status": payment.status},
                 new={"allocatedCents": 0, "creditCents": credited},

@@ -12,6 +12,7 @@ MOBILE_MONEY = "MOBILE_MONEY"
 CHEQUE = "CHEQUE"
 OTHER = "OTHER"
 LEGACY = "LEGACY"
+CHANNELS = (CARD, BANK_TRANSFER, CASH, MOBILE_MONEY, CHEQUE, OTHER, LEGACY)
 
 # Normalised method spelling -> channel; anything not listed is OTHER.
 METHOD_CHANNELS: dict[str, str] = {

@@ -56,7 +56,12 @@ PENDING_ALLOCATION = ACTIVE_ALLOCATION & Q(payment__verification_status=Verifica
 REFUND_OF_UNALLOCATED = Q(credit__isnull=True)
 
 
-def _sum_of(queryset: QuerySet, group_by: str) -> Coalesce:
+def scoped(queryset: QuerySet, tenant: Tenant | None, lookup: str = "tenant") -> QuerySet:
+    """The rows of one tenant, or every row without one."""
+    return queryset if tenant is None else queryset.filter(**{lookup: tenant})
+
+
+def sum_of(queryset: QuerySet, group_by: str) -> Coalesce:
     """A correlated `SUM(amount_cents)` subquery, 0 when there is nothing to add."""
     summed = queryset.order_by().values(group_by).annotate(total=Sum("amount_cents")).values("total")
     return Coalesce(Subquery(summed, output_field=BigIntegerField()), ZERO)
@@ -83,9 +88,7 @@ def invoices_with_balances(*, tenant: Tenant | None = None, today: date | None =
     """Invoices annotated with `is_migrated`, `paid_cents`, `pending_cents`, `balance_cents`,
     `outstanding_cents` and `status_today` (the engine's verdict for today), in one query."""
     today = today or timezone.localdate()
-    queryset = Invoice.objects.all()
-    if tenant is not None:
-        queryset = queryset.filter(tenant=tenant)
+    queryset = scoped(Invoice.objects.all(), tenant)
     if pay10_schema_installed():
         allocations = Allocation.objects.filter(invoice_id=OuterRef("pk"))
         queryset = queryset.annotate(
@@ -93,12 +96,12 @@ def invoices_with_balances(*, tenant: Tenant | None = None, today: date | None =
         ).annotate(
             paid_cents=Case(
                 When(is_migrated=False, then=legacy_paid_expression()),
-                default=_sum_of(allocations.filter(PAID_ALLOCATION), "invoice_id"),
+                default=sum_of(allocations.filter(PAID_ALLOCATION), "invoice_id"),
                 output_field=BigIntegerField(),
             ),
             pending_cents=Case(
                 When(is_migrated=False, then=ZERO),
-                default=_sum_of(allocations.filter(PENDING_ALLOCATION), "invoice_id"),
+                default=sum_of(allocations.filter(PENDING_ALLOCATION), "invoice_id"),
                 output_field=BigIntegerField(),
             ),
         )
@@ -140,9 +143,7 @@ def invoices_with_balances_grouped(*, tenant: Tenant | None = None, today: date 
     if not pay10_schema_installed():
         return invoices_with_balances(tenant=tenant, today=today)
     today = today or timezone.localdate()
-    queryset = Invoice.objects.all()
-    if tenant is not None:
-        queryset = queryset.filter(tenant=tenant)
+    queryset = scoped(Invoice.objects.all(), tenant)
     queryset = queryset.annotate(
         # One-to-one: the LEFT JOIN adds no row, so the sums below stay per invoice.
         is_migrated=ExpressionWrapper(Q(pay10_migration__isnull=False), output_field=BooleanField()),
@@ -175,14 +176,12 @@ def payments_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Payment]
     and `refunded_total_cents` (`payments.domain.money.PaymentBalance` names the two refund sums:
     `refunded_cents`, refunds of unallocated money, is a term of `unallocated_cents`;
     `refunded_total_cents` also counts refunds out of the payment's credits)."""
-    queryset = Payment.objects.all()
-    if tenant is not None:
-        queryset = queryset.filter(tenant=tenant)
+    queryset = scoped(Payment.objects.all(), tenant)
     return queryset.annotate(
-        allocated_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, payment_id=OuterRef("pk")), "payment_id"),
-        credited_cents=_sum_of(Credit.objects.filter(source_payment_id=OuterRef("pk")), "source_payment_id"),
-        refunded_cents=_sum_of(Refund.objects.filter(REFUND_OF_UNALLOCATED, payment_id=OuterRef("pk")), "payment_id"),
-        refunded_total_cents=_sum_of(Refund.objects.filter(payment_id=OuterRef("pk")), "payment_id"),
+        allocated_cents=sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, payment_id=OuterRef("pk")), "payment_id"),
+        credited_cents=sum_of(Credit.objects.filter(source_payment_id=OuterRef("pk")), "source_payment_id"),
+        refunded_cents=sum_of(Refund.objects.filter(REFUND_OF_UNALLOCATED, payment_id=OuterRef("pk")), "payment_id"),
+        refunded_total_cents=sum_of(Refund.objects.filter(payment_id=OuterRef("pk")), "payment_id"),
     ).annotate(
         unallocated_cents=F("amount_cents") - F("allocated_cents") - F("credited_cents") - F("refunded_cents"),
     )
@@ -205,12 +204,10 @@ def payment_balance(*, payment: Payment) -> PaymentBalance:
 
 def credits_with_balances(*, tenant: Tenant | None = None) -> QuerySet[Credit]:
     """Credits annotated with `applied_cents`, `refunded_cents`, `remaining_cents` (0 once its source payment is rejected)."""
-    queryset = Credit.objects.all()
-    if tenant is not None:
-        queryset = queryset.filter(tenant=tenant)
+    queryset = scoped(Credit.objects.all(), tenant)
     return queryset.annotate(
-        applied_cents=_sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, credit_id=OuterRef("pk")), "credit_id"),
-        refunded_cents=_sum_of(Refund.objects.filter(credit_id=OuterRef("pk")), "credit_id"),
+        applied_cents=sum_of(Allocation.objects.filter(ACTIVE_ALLOCATION, credit_id=OuterRef("pk")), "credit_id"),
+        refunded_cents=sum_of(Refund.objects.filter(credit_id=OuterRef("pk")), "credit_id"),
     ).annotate(
         # A credit issued from a payment that was later rejected holds no money (the payment never arrived).
         remaining_cents=Case(

@@ -183,6 +183,18 @@ def _payment_locked(
     return locked.payments[payment_id], locked
 
 
+def _verdict_audited(payment: Payment, actor, event_type: str, **fields):
+    """`audited(...)` for a verification verdict on a payment: the whole payment's amount, its tenant."""
+    return audited(
+        tenant_id=payment.tenant_id,
+        actor=actor,
+        event_type=event_type,
+        payment_id=payment.pk,
+        amount_cents=payment.amount_cents,
+        **fields,
+    )
+
+
 def payment_verify(*, payment_id: int, actor, tenant: Tenant | AllTenants) -> Payment:
     """PENDING → VERIFIED: its allocations start counting as paid."""
     with transaction.atomic():
@@ -191,13 +203,8 @@ def payment_verify(*, payment_id: int, actor, tenant: Tenant | AllTenants) -> Pa
             return payment
         if payment.verification_status == VerificationStatus.REJECTED:
             raise errors.RuleViolation(errors.ERROR_VERIFY_REJECTED.format(id=payment.pk))
-        with audited(
-            tenant_id=payment.tenant_id,
-            actor=actor,
-            event_type=AuditEvent.PAYMENT_VERIFIED,
-            payment_id=payment.pk,
-            amount_cents=payment.amount_cents,
-            extra={"invoice_ids": sorted(locked.invoices)},
+        with _verdict_audited(
+            payment, actor, AuditEvent.PAYMENT_VERIFIED, extra={"invoice_ids": sorted(locked.invoices)}
         ):
             payment.verification_status = VerificationStatus.VERIFIED
             payment.status = LegacyPaymentStatus.SUCCEEDED
@@ -226,13 +233,7 @@ def payment_reject(*, payment_id: int, actor, reason: str, tenant: Tenant | AllT
         )
         if applied_credit is not None:
             raise errors.RuleViolation(errors.ERROR_REJECT_CREDIT_APPLIED.format(id=payment.pk, credit=applied_credit))
-        with audited(
-            tenant_id=payment.tenant_id,
-            actor=actor,
-            event_type=AuditEvent.PAYMENT_REJECTED,
-            payment_id=payment.pk,
-            amount_cents=payment.amount_cents,
-        ) as change:
+        with _verdict_audited(payment, actor, AuditEvent.PAYMENT_REJECTED) as change:
             released = []
             for allocation in _active_allocations(payment.pk).order_by("pk"):
                 allocation_reverse_locked(

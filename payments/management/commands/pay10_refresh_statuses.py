@@ -4,11 +4,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import Invoice, Tenant
+from billing.models import Invoice
+from billing.selectors.baseline import UnknownTenant, tenant_by_id
 from payments.models import InvoiceMigration
 from payments.services.invoice_status import invoice_statuses_refresh
 
-UNKNOWN_TENANT = "unknown tenant {tenant!r}"
 BAD_BATCH_SIZE = "--batch-size must be at least 1"
 
 
@@ -24,11 +24,10 @@ class Command(BaseCommand):
         batch_size = options["batch_size"]
         if batch_size < 1:
             raise CommandError(BAD_BATCH_SIZE)
-        tenant = None
-        if tenant_id is not None:
-            tenant = Tenant.objects.filter(pk=tenant_id).first()
-            if tenant is None:
-                raise CommandError(UNKNOWN_TENANT.format(tenant=tenant_id))
+        try:
+            tenant = tenant_by_id(tenant_id=tenant_id)
+        except UnknownTenant as error:
+            raise CommandError(str(error)) from error
         today = timezone.localdate()
         migrated = InvoiceMigration.objects.order_by("invoice_id").values_list("invoice_id", flat=True)
         if tenant is not None:

@@ -25,6 +25,19 @@ def _unaudited(**match) -> Exists:
     return ~Exists(PaymentAuditLog.objects.filter(**match))
 
 
+def _written_unaudited(rows: QuerySet, *, own: str, batch: str, batch_ref: str) -> list[QuerySet]:
+    """Rows with no audit row of their own: one written live, or a backfilled one whose backfill batch
+    (the audit row of its `batch` parent, read from `batch_ref`) has none either."""
+    return [
+        rows.filter(_unaudited(**{own: OuterRef("pk")}), backfilled=False),
+        rows.filter(
+            _unaudited(**{own: OuterRef("pk")}),
+            _unaudited(**{batch: OuterRef(batch_ref)}, backfilled=True),
+            backfilled=True,
+        ),
+    ]
+
+
 def synthetic_payment_condition() -> Q:
     """The payments the backfill made up to cover a shortfall."""
     return Q(channel=Channel.LEGACY) | Q(idempotency_key__startswith=SYNTHETIC_KEY_PREFIX)
@@ -44,27 +57,13 @@ def unaudited_rows(*, tenant: Tenant | None = None) -> dict[str, list[QuerySet]]
         Refund.objects.filter(payment_id=OuterRef("pk")).order_by().values("payment_id").annotate(n=Count("pk")).values("n")
     )
     return {
-        "allocation": [
-            allocations.filter(_unaudited(allocation_id=OuterRef("pk")), backfilled=False),
-            allocations.filter(
-                _unaudited(allocation_id=OuterRef("pk")),
-                _unaudited(invoice_id=OuterRef("invoice_id"), backfilled=True),
-                backfilled=True,
-            ),
-        ],
+        "allocation": _written_unaudited(allocations, own="allocation_id", batch="invoice_id", batch_ref="invoice_id"),
         "reversal": [
             scoped(AllocationReversal.objects.all(), tenant, "allocation__tenant").filter(
                 _unaudited(allocation_id=OuterRef("allocation_id"), event_type__in=REVERSAL_EVENTS)
             )
         ],
-        "credit": [
-            credits.filter(_unaudited(credit_id=OuterRef("pk")), backfilled=False),
-            credits.filter(
-                _unaudited(credit_id=OuterRef("pk")),
-                _unaudited(payment_id=OuterRef("source_payment_id"), backfilled=True),
-                backfilled=True,
-            ),
-        ],
+        "credit": _written_unaudited(credits, own="credit_id", batch="payment_id", batch_ref="source_payment_id"),
         "refunded payment": [
             payments.filter(Exists(Refund.objects.filter(payment_id=OuterRef("pk"))))
             .annotate(

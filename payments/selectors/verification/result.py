@@ -8,7 +8,7 @@ from django.db.models import BigIntegerField, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from billing.models import Tenant
-from payments.selectors.balances import ZERO
+from payments.selectors.balances import ZERO, scoped, sum_of  # noqa: F401 - the checks import them from here
 
 MAX_EXAMPLES = 10
 
@@ -49,15 +49,6 @@ def check_result(
         explanation=explanation,
         examples=list(examples or [])[:MAX_EXAMPLES],
     )
-
-
-def scoped(queryset: QuerySet, tenant: Tenant | None, lookup: str = "tenant") -> QuerySet:
-    return queryset if tenant is None else queryset.filter(**{lookup: tenant})
-
-
-def sum_of(queryset: QuerySet, group_by: str) -> Coalesce:
-    summed = queryset.order_by().values(group_by).annotate(total=Sum("amount_cents")).values("total")
-    return Coalesce(Subquery(summed, output_field=BigIntegerField()), ZERO)
 
 
 def examples_of(queryset: QuerySet, *fields: str) -> list[dict]:

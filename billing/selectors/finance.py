@@ -35,10 +35,10 @@ from django.utils import timezone
 
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
+from payments.domain.aging import aging_bucket
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
 from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
 from payments.selectors.figures import (
-    aging_bucket,
     figures_ready,
     rollup_rows,
     status_of_state,

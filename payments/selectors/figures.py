@@ -21,7 +21,6 @@ from django.dispatch import receiver
 
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
-from payments.domain.aging import aging_bucket  # noqa: F401 - its readers import it from here
 from payments.models import (
     INVOICE_BLOCK_BITS,
     NO_DUE_DAY,

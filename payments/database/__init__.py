@@ -6,6 +6,9 @@ Each module here is one version of one body of code and never changes once a mig
   history; it had the same object names, four functions with other bodies), and before it the
   row-level `*_recheck` triggers, whose names `guards_v2` lists to drop;
 - `figures_v1`: the FIN-01/FIN-02 read model's upkeep as `0004_invoice_figures` installs it;
+  `figures_v2` composes it from `rules.py` (`0010`); `figures_v3` forces its refresh's index probes
+  only for fewer than `PROBE_LIMIT` ids (`0012_figures_refresh_plan`), and its refresh statement is
+  the one the read-model build runs;
 - `audit_truncate_v1`: the audit log's refusal of TRUNCATE, installed by `0008_audit_log_truncate_guard`.
 
 A change to database code is a NEW module (`guards_v3`, ...) and a NEW migration with

@@ -1,9 +1,13 @@
 """Building the FIN-01/FIN-02 read model (`InvoiceFigures`, `InvoiceRollup`; PostgreSQL only).
 
 Once built, PostgreSQL keeps it exact at every commit (`payments/database/figures_v1.py`). A
-build walks the invoices in id order, a batch per transaction, each batch through the same
-`pay10_figures_refresh` the commits use, and records its cursor, so a killed build resumes and the
-service keeps running meanwhile: readers compute live until the build row is gone.
+build walks the invoices in id order, a batch per transaction, and records its cursor, so a killed
+build resumes and the service keeps running meanwhile: readers compute live until the build row is
+gone. Each batch runs the refresh statement the commits run (`figures_v3.refresh_sql`, the body of
+`pay10_figures_refresh` since v3), after the same advisory locks, with the planner free to choose:
+thousands of ids are refreshed by hash joins, not by the index probes a commit of a few invoices
+forces (issue 14). Running the text here rather than calling the installed function keeps a build
+fast whichever version is installed: on a fresh `migrate`, 0005 builds under figures v1.
 """
 from collections.abc import Callable
 
@@ -11,9 +15,12 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max
 
 from billing.models import Invoice
+from payments.database import figures_v3
 from payments.models import InvoiceBlock, InvoiceDueRollup, InvoiceFigures, InvoiceFiguresBuild, InvoiceRollup
 
 BUILD_BATCH_SIZE = 20_000
+_IDS = "%(ids)s::bigint[]"
+_BATCH = "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM (SELECT id FROM billing_invoice WHERE id > %s AND id <= %s ORDER BY id LIMIT %s) batch"
 
 
 def figures_supported(*, using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -43,13 +50,12 @@ def figures_build(
     with connections[using].cursor() as cursor:
         while build.cursor_invoice_id < build.upper_invoice_id:
             with transaction.atomic(using=using):
-                cursor.execute(
-                    "WITH batch AS (SELECT id FROM billing_invoice WHERE id > %s AND id <= %s ORDER BY id LIMIT %s) "
-                    "SELECT pay10_figures_refresh(ARRAY(SELECT id FROM batch)), (SELECT max(id) FROM batch), "
-                    "(SELECT count(*) FROM batch)",
-                    [build.cursor_invoice_id, build.upper_invoice_id, batch_size],
-                )
-                _void, last_id, count = cursor.fetchone()
+                cursor.execute(_BATCH, [build.cursor_invoice_id, build.upper_invoice_id, batch_size])
+                ids = cursor.fetchone()[0]
+                if ids:
+                    cursor.execute(f"SELECT {figures_v3.locks_sql(_IDS)}", {"ids": ids})
+                    cursor.execute(figures_v3.refresh_sql(_IDS), {"ids": ids})
+                last_id, count = (ids[-1] if ids else None), len(ids)
                 build.cursor_invoice_id = last_id if last_id is not None else build.upper_invoice_id
                 build.save(using=using, update_fields=["cursor_invoice_id"])
             done += count

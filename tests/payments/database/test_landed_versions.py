@@ -8,7 +8,7 @@ import re
 import pytest
 
 import payments.database
-from payments.database import guards_v2, guards_v3, figures_v1, figures_v2, landed
+from payments.database import guards_v2, guards_v3, figures_v1, figures_v2, figures_v3, landed
 
 VERSIONS = sorted(
     name for _finder, name, _pkg in pkgutil.iter_modules(payments.database.__path__) if re.fullmatch(r"\w+_v\d+", name)
@@ -34,10 +34,17 @@ def _words(sql: str) -> str:
 
 
 def test_the_composed_versions_install_the_same_objects_as_the_ones_they_follow():
-    for old, new in ((guards_v2.CODE, guards_v3.CODE), (figures_v1.CODE, figures_v2.CODE)):
+    for old, new in ((guards_v2.CODE, guards_v3.CODE), (figures_v1.CODE, figures_v2.CODE), (figures_v2.CODE, figures_v3.CODE)):
         assert (new.triggers, new.functions, new.tables) == (old.triggers, old.functions, old.tables)
     # figures v2 keeps v1's noting functions word for word; only the refresh is composed
     assert figures_v2.CODE.setup[2:] == figures_v1.CODE.setup[2:]
+    # figures v3 refreshes with v2's statement word for word (the build runs it too); only the plan
+    # forcing around it moved under a count of ids
+    assert figures_v3.CODE.setup[2:] == figures_v2.CODE.setup[2:]
+    v2_statement = re.search(r"EXECUTE \$q\$(.*)\$q\$ USING p_ids;", figures_v2.REFRESH, re.S).group(1)
+    assert _words(figures_v3.refresh_sql("$1")) == _words(v2_statement)
+    assert _words(f"PERFORM {figures_v3.locks_sql('p_ids')};") in _words(figures_v2.REFRESH)
+    assert f"IF cardinality(p_ids) < {figures_v3.PROBE_LIMIT} THEN" in figures_v3.REFRESH
     # guards v3: only whitespace moved, except the orphan test spelled with the shared fragment
     old, new = _words(guards_v2.FUNCTIONS), _words(guards_v3.FUNCTIONS)
     orphan = re.compile(r"CREATE OR REPLACE FUNCTION pay10_allocation_is_orphan.*?\$\$;", re.S)

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from billing.models import Invoice
 from billing.selectors import finance
 from billing.selectors.finance import Period, finance_summary, invoice_page
+from payments.database import figures_v3
 from payments.domain import status as engine
 from payments.migrations import _pay10_figures
 from payments.models import (
@@ -305,6 +306,76 @@ def test_an_interrupted_build_resumes_and_readers_compute_live_meanwhile(mixed_b
     assert figures_ready() and not InvoiceFiguresBuild.objects.exists()
     assert InvoiceFigures.objects.count() == Invoice.objects.count()
     assert check_read_model().ok
+
+
+def read_model_rows() -> dict:
+    """Every row of the read model that counts (a rollup or block row at zero is as good as none)."""
+    queries = {
+        "figures": "SELECT invoice_id, tenant_id, currency, state, issue_day, due_date, amount_cents, paid_cents, "
+        "pending_cents FROM payments_invoicefigures ORDER BY invoice_id",
+        "rollup": "SELECT tenant_id, currency, state, issue_day, due_day, invoice_count, amount_cents, paid_cents "
+        "FROM payments_invoicerollup WHERE (invoice_count, amount_cents, paid_cents) <> (0, 0, 0) ORDER BY 1, 2, 3, 4, 5",
+        "due": "SELECT tenant_id, currency, state, due_day, invoice_count, amount_cents, paid_cents "
+        "FROM payments_invoiceduerollup WHERE (invoice_count, amount_cents, paid_cents) <> (0, 0, 0) ORDER BY 1, 2, 3, 4",
+        "blocks": "SELECT tenant_id, block, invoice_count FROM payments_invoiceblock WHERE invoice_count <> 0 ORDER BY 1, 2",
+    }
+    rows = {}
+    with connection.cursor() as cursor:
+        for name, sql in queries.items():
+            cursor.execute(sql)
+            rows[name] = cursor.fetchall()
+    return rows
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["build", "refresh with probes forced", "refresh planned"])
+def test_a_built_read_model_equals_the_one_kept_by_commits(mixed_books, staff, how):
+    """The build (the refresh statement with the planner's plan, in batches) and the commit-time
+    refresh on either side of `PROBE_LIMIT` write the same read model as the commits kept."""
+    tenant = mixed_books
+    invoice = MigratedInvoiceFactory(tenant=tenant, amount_cents=5_000, status="ISSUED", due_date=TODAY)
+    payment = PaymentFactory(tenant=tenant, amount_cents=5_000)
+    allocation = allocation_create(tenant=ALL_TENANTS, payment_id=payment.pk, invoice_id=invoice.pk, amount_cents=3_000, actor=staff)
+    allocation_reverse(tenant=ALL_TENANTS, allocation_id=allocation.pk, actor=staff, reason="wrong amount")
+    credit = credit_issue(tenant=ALL_TENANTS, payment_id=payment.pk, amount_cents=1_200, actor=staff)
+    credit_apply(tenant=ALL_TENANTS, credit_id=credit.pk, invoice_id=invoice.pk, amount_cents=1_200, actor=staff)
+    kept = read_model_rows()
+    assert kept["figures"] and kept["rollup"] and kept["due"] and kept["blocks"]
+    assert check_read_model().ok
+
+    ids = list(Invoice.objects.order_by("pk").values_list("pk", flat=True))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE payments_invoicefigures, payments_invoicerollup, payments_invoiceduerollup, payments_invoiceblock")
+        if how == "build":
+            InvoiceFiguresBuild.objects.create()
+        else:
+            if how == "refresh planned":  # ids of no invoice bring the call up to the planner's side
+                ids += list(range(ids[-1] + 1, ids[-1] + 1 + figures_v3.PROBE_LIMIT))
+            assert (len(ids) < figures_v3.PROBE_LIMIT) == (how == "refresh with probes forced")
+            cursor.execute("SELECT pay10_figures_refresh(%s::bigint[])", [ids])
+    if how == "build":
+        assert figures_build(batch_size=4) == len(ids)
+    assert read_model_rows() == kept
+    assert check_read_model().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_build_runs_the_refresh_statement_itself_whichever_function_is_installed(mixed_books):
+    """On a fresh `migrate`, 0005 builds while figures v1 is installed (probes forced for any count):
+    the build runs v3's refresh statement with its own plan and never calls the installed function."""
+    assert figures_ready()
+    kept = read_model_rows()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION pay10_figures_refresh(p_ids bigint[]) RETURNS void LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'the build called the installed refresh'; END; $$"
+        )
+        cursor.execute("TRUNCATE payments_invoicefigures, payments_invoicerollup, payments_invoiceduerollup, payments_invoiceblock")
+    InvoiceFiguresBuild.objects.create()
+    assert figures_build(batch_size=5) == Invoice.objects.count()
+    assert read_model_rows() == kept
 
 
 @pytest.mark.postgres

@@ -39,12 +39,14 @@ from payments.domain.aging import aging_bucket
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
 from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
 from payments.selectors.figures import (
+    balances_ready,
     figures_ready,
     rollup_rows,
     status_of_state,
     tenant_invoice_count,
     tenant_invoice_ids,
     tenant_page_ids,
+    tenant_balances,
 )
 from payments.selectors.schema import pay10_schema_installed
 
@@ -190,6 +192,20 @@ def _invoice_totals_of_period(*, tenant: Tenant | None, date_range: DateRange, t
     return list(totals.values())
 
 
+def _pending_verification(*, tenant: Tenant | None, date_range: DateRange) -> dict[str, int]:
+    """Money of the payments awaiting verification received in the period, per currency, computed live
+    (the SQL twin over all time is `rules.PENDING_VERIFICATION`, kept in `TenantBalance`)."""
+    payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
+    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
+    if pay10_schema_installed():
+        # A legacy row keeps its legacy status until the backfill maps it.
+        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
+    else:
+        is_pending = legacy_pending
+    pending = payments.filter(is_pending, _time_filter("received_at", date_range))
+    return {row["currency"]: row["total"] for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by()}
+
+
 def finance_summary(
     *,
     tenant: Tenant | None,
@@ -222,21 +238,24 @@ def finance_summary(
         if status == engine.OVERDUE:
             figures["overdueCents"] += outstanding
 
-    payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
-    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
-    if pay10_schema_installed():
-        # A legacy row keeps its legacy status until the backfill maps it.
-        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
+    balances = tenant_balances(tenant=tenant) if balances_ready() else None
+    if balances is not None and date_range == DateRange(None, None):
+        for currency, held in balances.items():
+            if held["pending"]:
+                currency_summary(currency)["pendingVerificationCents"] += held["pending"]
     else:
-        is_pending = legacy_pending
-    pending = payments.filter(is_pending, _time_filter("received_at", date_range))
-    for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by():
-        currency_summary(row["currency"])["pendingVerificationCents"] += row["total"]
+        for currency, total in _pending_verification(tenant=tenant, date_range=date_range).items():
+            currency_summary(currency)["pendingVerificationCents"] += total
 
-    if pay10_schema_installed():
-        for currency, total in unapplied_credit_by_currency(tenant=tenant).items():
-            if total:
-                currency_summary(currency)["unappliedCreditCents"] += total
+    if balances is not None:
+        credit = {currency: held["credit"] for currency, held in balances.items()}
+    elif pay10_schema_installed():
+        credit = unapplied_credit_by_currency(tenant=tenant)
+    else:
+        credit = {}
+    for currency, total in credit.items():
+        if total:
+            currency_summary(currency)["unappliedCreditCents"] += total
 
     return {
         "period": period,

@@ -213,19 +213,20 @@ class _Generator:
         if self.extra_rng is not None:
             extra = self.extra_rng
             if extra.random() < self.extra.pending:
-                payments.append(self._payment(extra.randrange(100, 5000) * 10, "PENDING", issued, self.currency))
+                payments.append(self._payment(extra.randrange(100, 5000) * 10, "PENDING", issued, self.currency, extra))
             if extra.random() < self.extra.credit:
-                payments.append(self._payment(extra.randrange(100, 5000) * 10, "SUCCEEDED", issued, self.currency))
+                payments.append(self._payment(extra.randrange(100, 5000) * 10, "SUCCEEDED", issued, self.currency, extra))
         row["updated_at"] = row["paid_at"] or row["issued_at"] or row["created_at"]
         row.update(tenant_id=self.tenant_id, number=number, currency=self.currency)
         return row, payments
 
-    def _payment(self, cents: int, status: str, after: date, currency: str) -> dict:
+    def _payment(self, cents: int, status: str, after: date, currency: str, rng: random.Random | None = None) -> dict:
+        rng = rng or self.rng
         days = max(0, (self.today - after).days)
-        received = _at(after + timedelta(days=self.rng.randrange(0, days + 1)), self.rng)
+        received = _at(after + timedelta(days=rng.randrange(0, days + 1)), rng)
         return {
             "tenant_id": self.tenant_id, "invoice_id": None, "amount_cents": cents, "currency": currency,
-            "method": self.rng.choice(METHODS), "reference": self.rng.choice(("", f"TX{self.rng.randrange(10**9):09d}")),
+            "method": rng.choice(METHODS), "reference": rng.choice(("", f"TX{rng.randrange(10**9):09d}")),
             "status": status, "received_at": received, "created_at": received,
         }
 

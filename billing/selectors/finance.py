@@ -17,7 +17,9 @@ Figures are per currency and never add two currencies together.
 Cost at scale (bench/, docs/benchmarks.md): on PostgreSQL both read the read model that the
 database keeps at every commit (`payments.selectors.figures`). FIN-01 adds up the rollup rows of the
 period (per issue and due day; over all time, per due day alone: a few hundred rows per tenant,
-whatever the number of invoices). FIN-02 takes its count from the rollup by due day, finds the
+whatever the number of invoices); pending verification over all time and unapplied credit come from
+the tenant balances (`tenant_balances`: 16 slot rows per tenant and currency), and a dated period's
+pending figure from the index of pending payments. FIN-02 takes its count from the rollup by due day, finds the
 page's first id through the per-block invoice counts and skips fewer than 1,024 entries of the
 (tenant_id, id) index, so any page costs the same (with a status, it pages the figures' (tenant,
 state, invoice) index instead), then reads the page's figures rows. Without the read model (SQLite,

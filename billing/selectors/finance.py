@@ -315,6 +315,17 @@ def _newest_first_ids(*, tenant: Tenant, count: int, offset: int, page_size: int
     return tenant_invoices.order_by("id").values("id")[max(rows_left - page_size, 0): rows_left]
 
 
+def _nearer_end(ids_newest_first: QuerySet, *, count: int, offset: int, page_size: int) -> list:
+    """One page of `ids_newest_first` (`count` of them), skipped from the nearer end: a page past the
+    middle is read oldest first, so a deep page skips at most half the matching index entries."""
+    rows_left = count - offset
+    if rows_left <= 0:
+        return []
+    if offset * 2 <= count:
+        return list(ids_newest_first[offset: offset + page_size])
+    return list(ids_newest_first.reverse()[max(rows_left - page_size, 0): rows_left])
+
+
 def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: str | None, today: date) -> tuple[list, int]:
     """The page from the read model: the count from the rollup, the page's ids from the per-block
     counts and the (tenant_id, id) index or, with a status, from the figures' (tenant, state, invoice)
@@ -323,7 +334,8 @@ def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: s
     if status is None:
         page_ids = tenant_page_ids(tenant=tenant, offset=offset, page_size=page_size) if offset < count else []
     else:
-        page_ids = list(tenant_invoice_ids(tenant=tenant, status=status, today=today)[offset: offset + page_size])
+        page_ids = _nearer_end(tenant_invoice_ids(tenant=tenant, status=status, today=today), count=count, offset=offset,
+                               page_size=page_size)
     rows = list(
         Invoice.objects.filter(pk__in=page_ids)
         .order_by("-id")

@@ -50,8 +50,6 @@ REFRESH = f"""
 CREATE OR REPLACE FUNCTION pay10_balances_refresh(p_payments bigint[], p_credits bigint[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_hashjoin text := current_setting('enable_hashjoin');
-    v_mergejoin text := current_setting('enable_mergejoin');
     v_seqscan text := current_setting('enable_seqscan');
 BEGIN
     p_payments := coalesce(p_payments, '{{}}');
@@ -59,9 +57,8 @@ BEGIN
     IF cardinality(p_payments) = 0 AND cardinality(p_credits) = 0 THEN
         RETURN;
     END IF;
-    -- Index probes from these ids, never a scan of a whole table (reset below).
-    PERFORM set_config('enable_hashjoin', 'off', true);
-    PERFORM set_config('enable_mergejoin', 'off', true);
+    -- Index probes from these ids, never a scan of a whole table (reset below); hash joins stay on,
+    -- for the anti-joins between what was kept and what is fresh (a nested loop over both is quadratic).
     PERFORM set_config('enable_seqscan', 'off', true);
     PERFORM pg_advisory_xact_lock(space, bucket)
     FROM (
@@ -143,8 +140,6 @@ BEGIN
             pending_verification_cents = t.pending_verification_cents + EXCLUDED.pending_verification_cents,
             unapplied_credit_cents = t.unapplied_credit_cents + EXCLUDED.unapplied_credit_cents
     $q$ USING p_payments, p_credits, (pg_current_xact_id()::text::bigint % {SLOTS})::int;
-    PERFORM set_config('enable_hashjoin', v_hashjoin, true);
-    PERFORM set_config('enable_mergejoin', v_mergejoin, true);
     PERFORM set_config('enable_seqscan', v_seqscan, true);
 END;
 $$;

@@ -45,10 +45,10 @@ from payments.selectors.figures import (
     figures_ready,
     rollup_rows,
     status_of_state,
+    tenant_balances,
     tenant_invoice_count,
     tenant_invoice_ids,
     tenant_page_ids,
-    tenant_balances,
 )
 from payments.selectors.schema import pay10_schema_installed
 

@@ -22,7 +22,8 @@ the tenant balances (`tenant_balances`: 16 slot rows per tenant and currency), a
 pending figure from the index of pending payments. FIN-02 takes its count from the rollup by due day, finds the
 page's first id through the per-block invoice counts and skips fewer than 1,024 entries of the
 (tenant_id, id) index, so any page costs the same (with a status, it pages the figures' (tenant,
-state, invoice) index instead), then reads the page's figures rows. Without the read model (SQLite,
+state, invoice) index instead, from the nearer end: a status page skips up to half the matching
+entries, so its cost still grows with the page's distance from either end), then reads the page's figures rows. Without the read model (SQLite,
 a build in progress, `PAY10_READ_MODEL=false`) they compute live: FIN-01 through the set-based shape
 `invoices_with_balances_grouped`, FIN-02 computing the figures only for the page's rows, or, with a
 status filter, for every invoice of the tenant. Both ways give the same documents.

@@ -472,3 +472,66 @@ class InvoiceFiguresBuild(models.Model):
     upper_invoice_id = models.BigIntegerField(default=0, help_text="Highest invoice id when the build started.")
     cursor_invoice_id = models.BigIntegerField(default=0, help_text="Every invoice up to this id is built.")
     started_at = models.DateTimeField(default=timezone.now)
+
+
+class BalancePayment(models.Model):
+    """A payment awaiting verification, with the money FIN-01 shows as pending verification: one row
+    per such payment, kept by PostgreSQL at every commit (`payments/database/balances_v1.py`)."""
+
+    payment = models.OneToOneField(
+        Payment, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    currency = models.CharField(max_length=3)
+    pending_cents = models.BigIntegerField()
+
+
+class BalanceCredit(models.Model):
+    """A credit that holds money, with what it holds (`credits_with_balances`' `remaining_cents`): one
+    row per such credit, kept by PostgreSQL at every commit (`payments/database/balances_v1.py`)."""
+
+    credit = models.OneToOneField(
+        Credit, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    currency = models.CharField(max_length=3)
+    remaining_cents = models.BigIntegerField()
+
+
+BALANCE_SLOTS = 16  # `payments/database/balances_v1.py` SLOTS
+
+
+class TenantBalance(models.Model):
+    """FIN-01's pending verification (over all time) and unapplied credit of a tenant in a currency,
+    spread over slots: each commit adds its difference to the slot of its transaction id, so
+    concurrent writers of one tenant do not queue on one row; readers add the slots up."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "billing.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    currency = models.CharField(max_length=3)
+    slot = models.SmallIntegerField()
+    pending_verification_cents = models.BigIntegerField(default=0)
+    unapplied_credit_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "currency", "slot"], name="payments_tenantbalance_key_unique"),
+        ]
+
+
+class TenantBalanceBuild(models.Model):
+    """Present while the tenant balances are being built (`0011_tenant_balances`, `balances_rebuild`):
+    readers compute live until it is gone. Its cursors make a killed build resumable."""
+
+    id = models.BigAutoField(primary_key=True)
+    upper_payment_id = models.BigIntegerField(default=0, help_text="Highest payment id when the build started.")
+    cursor_payment_id = models.BigIntegerField(default=0, help_text="Every payment up to this id is built.")
+    upper_credit_id = models.BigIntegerField(default=0, help_text="Highest credit id when the build started.")
+    cursor_credit_id = models.BigIntegerField(default=0, help_text="Every credit up to this id is built.")
+    started_at = models.DateTimeField(default=timezone.now)

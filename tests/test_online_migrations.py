@@ -284,3 +284,36 @@ def test_migrate_again_finishes_what_an_interrupted_run_left_half_done(scratch):
         assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s", [fk]).fetchone()[0] is False
     migrate(half, "payments", "0002_pay10_schema")
     assert_same(snapshot(half), snapshot(done))
+
+
+def test_a_database_at_0010_with_money_upgrades_to_a_fresh_migrate_and_builds_exact_tenant_balances(fresh, scratch):
+    """`0011_tenant_balances` on a database that already holds money: the catalog of a fresh migrate,
+    and balances built equal to what FIN-01 computes live (a legacy pending payment counts; a credit
+    of a rejected payment holds nothing)."""
+    name = scratch("up0010")
+    migrate(name, "auth")  # permission names of today's length first
+    migrate(name, "payments", "0010_pay10_database_code_v3")
+    with psycopg.connect(_url(name), autocommit=True) as conn:
+        conn.execute("INSERT INTO billing_tenant (id, name, currency, created_at) VALUES ('acme', 'Acme', 'KES', now())")
+        payment = (
+            "INSERT INTO payments_payment (tenant_id, amount_cents, currency, method, reference, status, received_at, "
+            "created_at, verification_status) VALUES ('acme', %s, 'KES', 'card', '', %s, now(), now(), %s) RETURNING id"
+        )
+        conn.execute(payment, [500, "PENDING", None])
+        conn.execute(payment, [700, "PENDING", "PENDING"])
+        verified = conn.execute(payment, [1_000, "SUCCEEDED", "VERIFIED"]).fetchone()[0]
+        rejected = conn.execute(payment, [300, "FAILED", "REJECTED"]).fetchone()[0]
+        credit = (
+            "INSERT INTO payments_credit (tenant_id, currency, amount_cents, source_payment_id, reason, backfilled, "
+            "created_at) VALUES ('acme', 'KES', %s, %s, 'overpayment', false, now())"
+        )
+        conn.execute(credit, [400, verified])
+        conn.execute(credit, [200, rejected])
+    migrate(name)
+    assert_same(snapshot(name), fresh)
+    with psycopg.connect(_url(name)) as conn:
+        assert conn.execute("SELECT count(*) FROM payments_tenantbalancebuild").fetchone()[0] == 0
+        assert conn.execute(
+            "SELECT tenant_id, currency, sum(pending_verification_cents), sum(unapplied_credit_cents) "
+            "FROM payments_tenantbalance GROUP BY 1, 2"
+        ).fetchall() == [("acme", "KES", 1_200, 400)]

@@ -17,10 +17,13 @@ Figures are per currency and never add two currencies together.
 Cost at scale (bench/, docs/benchmarks.md): on PostgreSQL both read the read model that the
 database keeps at every commit (`payments.selectors.figures`). FIN-01 adds up the rollup rows of the
 period (per issue and due day; over all time, per due day alone: a few hundred rows per tenant,
-whatever the number of invoices). FIN-02 takes its count from the rollup by due day, finds the
+whatever the number of invoices); pending verification over all time and unapplied credit come from
+the tenant balances (`tenant_balances`: 16 slot rows per tenant and currency), and a dated period's
+pending figure from the index of pending payments. FIN-02 takes its count from the rollup by due day, finds the
 page's first id through the per-block invoice counts and skips fewer than 1,024 entries of the
 (tenant_id, id) index, so any page costs the same (with a status, it pages the figures' (tenant,
-state, invoice) index instead), then reads the page's figures rows. Without the read model (SQLite,
+state, invoice) index instead, from the nearer end: a status page skips up to half the matching
+entries, so its cost still grows with the page's distance from either end), then reads the page's figures rows. Without the read model (SQLite,
 a build in progress, `PAY10_READ_MODEL=false`) they compute live: FIN-01 through the set-based shape
 `invoices_with_balances_grouped`, FIN-02 computing the figures only for the page's rows, or, with a
 status filter, for every invoice of the tenant. Both ways give the same documents.
@@ -39,9 +42,11 @@ from payments.domain.aging import aging_bucket
 from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
 from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
 from payments.selectors.figures import (
+    balances_ready,
     figures_ready,
     rollup_rows,
     status_of_state,
+    tenant_balances,
     tenant_invoice_count,
     tenant_invoice_ids,
     tenant_page_ids,
@@ -190,6 +195,20 @@ def _invoice_totals_of_period(*, tenant: Tenant | None, date_range: DateRange, t
     return list(totals.values())
 
 
+def _pending_verification(*, tenant: Tenant | None, date_range: DateRange) -> dict[str, int]:
+    """Money of the payments awaiting verification received in the period, per currency, computed live
+    (the SQL twin over all time is `rules.PENDING_VERIFICATION`, kept in `TenantBalance`)."""
+    payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
+    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
+    if pay10_schema_installed():
+        # A legacy row keeps its legacy status until the backfill maps it.
+        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
+    else:
+        is_pending = legacy_pending
+    pending = payments.filter(is_pending, _time_filter("received_at", date_range))
+    return {row["currency"]: row["total"] for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by()}
+
+
 def finance_summary(
     *,
     tenant: Tenant | None,
@@ -222,21 +241,24 @@ def finance_summary(
         if status == engine.OVERDUE:
             figures["overdueCents"] += outstanding
 
-    payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
-    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
-    if pay10_schema_installed():
-        # A legacy row keeps its legacy status until the backfill maps it.
-        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
+    balances = tenant_balances(tenant=tenant) if balances_ready() else None
+    if balances is not None and date_range == DateRange(None, None):
+        for currency, held in balances.items():
+            if held["pending"]:
+                currency_summary(currency)["pendingVerificationCents"] += held["pending"]
     else:
-        is_pending = legacy_pending
-    pending = payments.filter(is_pending, _time_filter("received_at", date_range))
-    for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by():
-        currency_summary(row["currency"])["pendingVerificationCents"] += row["total"]
+        for currency, total in _pending_verification(tenant=tenant, date_range=date_range).items():
+            currency_summary(currency)["pendingVerificationCents"] += total
 
-    if pay10_schema_installed():
-        for currency, total in unapplied_credit_by_currency(tenant=tenant).items():
-            if total:
-                currency_summary(currency)["unappliedCreditCents"] += total
+    if balances is not None:
+        credit = {currency: held["credit"] for currency, held in balances.items()}
+    elif pay10_schema_installed():
+        credit = unapplied_credit_by_currency(tenant=tenant)
+    else:
+        credit = {}
+    for currency, total in credit.items():
+        if total:
+            currency_summary(currency)["unappliedCreditCents"] += total
 
     return {
         "period": period,
@@ -294,6 +316,17 @@ def _newest_first_ids(*, tenant: Tenant, count: int, offset: int, page_size: int
     return tenant_invoices.order_by("id").values("id")[max(rows_left - page_size, 0): rows_left]
 
 
+def _nearer_end(ids_newest_first: QuerySet, *, count: int, offset: int, page_size: int) -> list:
+    """One page of `ids_newest_first` (`count` of them), skipped from the nearer end: a page past the
+    middle is read oldest first, so a deep page skips at most half the matching index entries."""
+    rows_left = count - offset
+    if rows_left <= 0:
+        return []
+    if offset * 2 <= count:
+        return list(ids_newest_first[offset: offset + page_size])
+    return list(ids_newest_first.reverse()[max(rows_left - page_size, 0): rows_left])
+
+
 def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: str | None, today: date) -> tuple[list, int]:
     """The page from the read model: the count from the rollup, the page's ids from the per-block
     counts and the (tenant_id, id) index or, with a status, from the figures' (tenant, state, invoice)
@@ -302,7 +335,8 @@ def _page_from_figures(*, tenant: Tenant, offset: int, page_size: int, status: s
     if status is None:
         page_ids = tenant_page_ids(tenant=tenant, offset=offset, page_size=page_size) if offset < count else []
     else:
-        page_ids = list(tenant_invoice_ids(tenant=tenant, status=status, today=today)[offset: offset + page_size])
+        page_ids = _nearer_end(tenant_invoice_ids(tenant=tenant, status=status, today=today), count=count, offset=offset,
+                               page_size=page_size)
     rows = list(
         Invoice.objects.filter(pk__in=page_ids)
         .order_by("-id")

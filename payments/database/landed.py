@@ -12,6 +12,7 @@ LANDED_SHA256 = {
     "guards_v3": "501c93714468b860d4ee1fd74783df0e9781acf8cdf8793626fcf3bbd03a8afc",
     "figures_v1": "27658307bee7cfad9883d9b95d5d02a36147fbbdfa7ced8474cc901f0ca6f323",
     "figures_v2": "1f203c9c05b5ac5b59ceaf72ae82737e68a0716833532fd3b2fd50ede24ec072",
+    "balances_v1": "a8ebfbffef71e1fa07b0bffc1219eb00ae15f61f4b901a95d0722bc512d06a31",
     "figures_v3": "ad182ede242d17e9765394580e4dcb41c08808b9233e153d7101d8bc00534fda",
     "audit_truncate_v1": "72095aa35d7dad8e5ab6fbbba8d57fa4ee391e46956cebb048d68f1b146c1855",
 }

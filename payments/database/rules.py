@@ -138,3 +138,11 @@ def aging_bucket_sql(due: str, today: str, minus) -> str:
         f" WHEN {due} >= {minus(90)} THEN '61-90'"
         " ELSE '90+' END"
     )
+
+# --- FIN-01's tenant balances (`balances_v1`) -------------------------------------------------
+# Pending verification: payment `p` awaits verification (a legacy row keeps its legacy status until
+# the backfill maps it). The ORM twin is FIN-01's `is_pending` (`billing/selectors/finance.py`).
+PENDING_VERIFICATION = "p.verification_status = 'PENDING' OR (p.verification_status IS NULL AND p.status = 'PENDING')"
+# A credit holds money unless its source payment `p` (LEFT JOINed: NULL for a credit with no source)
+# was rejected (the ORM twin is `credits_with_balances`' `remaining_cents`).
+CREDIT_HOLDS = "p.verification_status IS DISTINCT FROM 'REJECTED'"

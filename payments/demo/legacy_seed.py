@@ -95,13 +95,28 @@ def _split(total: int, parts: int, rng: random.Random) -> list[int]:
     return [b - a for a, b in zip(bounds, bounds[1:])]
 
 
+@dataclass(frozen=True)
+class ExtraMoney:
+    """Shares of invoices that get, besides their scenario, a PENDING payment (`pending`) and a
+    succeeded payment beyond what they are paid (`credit`: it becomes credit in the backfill), for a
+    data set with many pending payments and credits (FIN-01's sums over them). Both 0 by default:
+    the scenarios alone, rows unchanged."""
+
+    pending: float = 0.0
+    credit: float = 0.0
+
+
 class _Generator:
-    def __init__(self, *, tenant_id: str, currency: str, other_currency: str, today: date, rng: random.Random):
+    def __init__(self, *, tenant_id: str, currency: str, other_currency: str, today: date, rng: random.Random,
+                 extra: ExtraMoney = ExtraMoney()):
         self.tenant_id = tenant_id
         self.currency = currency
         self.other_currency = other_currency
         self.today = today
         self.rng = rng
+        self.extra = extra
+        # its own stream, so that a seed without extra money gives the very rows it always gave
+        self.extra_rng = random.Random(hash(rng.getstate())) if extra.pending or extra.credit else None
 
     def invoice(self, number: str, scenario: str | None = None) -> tuple[dict, list[dict]]:
         """One legacy invoice row and its payment rows (without invoice_id yet); the scenario is
@@ -195,16 +210,23 @@ class _Generator:
             case "currency_mismatch":
                 row.update(status="PAID", amount_paid_cents=amount, paid_at=_at(issued + timedelta(days=1), rng))
                 pay(max(1, amount), currency=self.other_currency)
+        if self.extra_rng is not None:
+            extra = self.extra_rng
+            if extra.random() < self.extra.pending:
+                payments.append(self._payment(extra.randrange(100, 5000) * 10, "PENDING", issued, self.currency, extra))
+            if extra.random() < self.extra.credit:
+                payments.append(self._payment(extra.randrange(100, 5000) * 10, "SUCCEEDED", issued, self.currency, extra))
         row["updated_at"] = row["paid_at"] or row["issued_at"] or row["created_at"]
         row.update(tenant_id=self.tenant_id, number=number, currency=self.currency)
         return row, payments
 
-    def _payment(self, cents: int, status: str, after: date, currency: str) -> dict:
+    def _payment(self, cents: int, status: str, after: date, currency: str, rng: random.Random | None = None) -> dict:
+        rng = rng or self.rng
         days = max(0, (self.today - after).days)
-        received = _at(after + timedelta(days=self.rng.randrange(0, days + 1)), self.rng)
+        received = _at(after + timedelta(days=rng.randrange(0, days + 1)), rng)
         return {
             "tenant_id": self.tenant_id, "invoice_id": None, "amount_cents": cents, "currency": currency,
-            "method": self.rng.choice(METHODS), "reference": self.rng.choice(("", f"TX{self.rng.randrange(10**9):09d}")),
+            "method": rng.choice(METHODS), "reference": rng.choice(("", f"TX{rng.randrange(10**9):09d}")),
             "status": status, "received_at": received, "created_at": received,
         }
 
@@ -296,8 +318,13 @@ def _invoices_insert(connection, generator: _Generator, first: int, count: int) 
     return [ids[row["number"]] for row, _ in generated], _insert(connection, "payments_payment", PAYMENT_COLUMNS, payments)
 
 
-def legacy_seed(*, tenant_id: str, invoices: int, seed: int = 0, using: str = DEFAULT_DB_ALIAS) -> SeedResult:
-    """Append `invoices` legacy invoices (and their payments) to `tenant_id`, creating it if needed."""
+def legacy_seed(
+    *, tenant_id: str, invoices: int, seed: int = 0, extra: ExtraMoney = ExtraMoney(), using: str = DEFAULT_DB_ALIAS
+) -> SeedResult:
+    """Append `invoices` legacy invoices (and their payments) to `tenant_id`, creating it if needed;
+    `extra` adds pending payments and money that becomes credit to a share of them."""
+    if not (0 <= extra.pending <= 1 and 0 <= extra.credit <= 1):
+        raise ValueError("the extra money shares must be within 0..1")
     if invoices < 1:
         raise ValueError("invoices must be at least 1")
     connection = connections[using]
@@ -314,7 +341,8 @@ def legacy_seed(*, tenant_id: str, invoices: int, seed: int = 0, using: str = DE
             count = min(CHUNK_INVOICES, invoices - offset)
             rng = random.Random(f"{seed}:{tenant_id}:{first + offset}")
             generator = _Generator(
-                tenant_id=tenant_id, currency=currency, other_currency=foreign_currency, today=today, rng=rng
+                tenant_id=tenant_id, currency=currency, other_currency=foreign_currency, today=today, rng=rng,
+                extra=extra,
             )
             ids, inserted = _invoices_insert(connection, generator, first + offset, count)
             invoice_ids += ids

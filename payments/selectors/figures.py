@@ -30,6 +30,8 @@ from payments.models import (
     InvoiceFigures,
     InvoiceFiguresBuild,
     InvoiceRollup,
+    TenantBalance,
+    TenantBalanceBuild,
 )
 
 _installed: dict[str, bool] = {}
@@ -78,6 +80,43 @@ def figures_ready(*, using: str = DEFAULT_DB_ALIAS) -> bool:
 @receiver(post_migrate)
 def forget_figures_state(**kwargs) -> None:
     _installed.clear()
+    _balances_installed.clear()
+
+
+_balances_installed: dict[str, bool] = {}
+
+
+def balances_ready(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether FIN-01 may read the tenant balances (`TenantBalance`, `payments/database/balances_v1.py`):
+    `PAY10_READ_MODEL` on, PostgreSQL, `0011_tenant_balances` applied and no build in progress. Inside a
+    transaction it first brings that transaction's own pending upkeep forward (the figures' with it,
+    in the order the commit runs them), so a reader sees its own writes."""
+    connection = connections[using]
+    if not settings.PAY10_READ_MODEL or connection.vendor != "postgresql":
+        return False
+    if using not in _balances_installed:
+        with connection.cursor() as cursor:
+            tables = connection.introspection.table_names(cursor)
+        _balances_installed[using] = TenantBalance._meta.db_table in tables  # the last table 0011 creates
+    if not _balances_installed[using] or TenantBalanceBuild.objects.using(using).exists():
+        return False
+    if connection.in_atomic_block:
+        flushes = "pay10_figures_flush, pay10_balances_flush"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET CONSTRAINTS {flushes} IMMEDIATE; SET CONSTRAINTS {flushes} DEFERRED")
+    return True
+
+
+def tenant_balances(*, tenant: Tenant | None, using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, int]]:
+    """Per currency, the tenant's (or every tenant's) pending verification over all time and unapplied
+    credit: the slots of `TenantBalance` added up (16 rows per tenant and currency)."""
+    rows = TenantBalance.objects.using(using).all()
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    totals = rows.values("currency").annotate(
+        pending=Sum("pending_verification_cents"), credit=Sum("unapplied_credit_cents")
+    ).order_by()
+    return {row["currency"]: {"pending": int(row["pending"]), "credit": int(row["credit"])} for row in totals}
 
 
 def status_of_state(state: str, due_date: date | None, today: date) -> str:

@@ -72,9 +72,15 @@ RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
     "payments_invoiceduerollup": RIU,
     "payments_invoiceblock": RIU,
     "payments_invoicefiguresbuild": R,
+    # FIN-01's tenant balances, kept by the commit-time triggers the service's writes fire
+    "payments_balancepayment": RIUD,
+    "payments_balancecredit": RIUD,
+    "payments_tenantbalance": RIU,
+    "payments_tenantbalancebuild": R,
     # the commit-time steps' queues (one row per writing transaction, removed at its commit)
     "pay10_guard_pending": RID,
     "pay10_figures_pending": RID,
+    "pay10_balances_pending": RID,
 }
 
 # Tables the runtime role gets nothing on (none yet: every table the service has is above).

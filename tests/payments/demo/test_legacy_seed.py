@@ -1,4 +1,6 @@
 """`pay10_seed_legacy`: deterministic legacy data with every status and anomaly, appended safely."""
+import random
+from datetime import date
 from io import StringIO
 
 import pytest
@@ -6,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.models import Invoice, Tenant
+from payments.demo import legacy_seed as legacy_seed_module
 from payments.models import Payment
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +85,25 @@ def test_the_smallest_seed_still_holds_every_anomaly():
     assert invoices.filter(status="VOID", legacy_payments__isnull=False).exists()
     assert invoices.filter(status="DRAFT", legacy_payments__status="SUCCEEDED").exists()
     assert Payment.objects.filter(tenant_id="tiny").exclude(currency=Tenant.objects.get(pk="tiny").currency).exists()
+
+
+def test_extra_money_shares_add_pending_payments_and_credit_money_and_leave_the_scenarios_alone():
+    def generated(extra):
+        generator = legacy_seed_module._Generator(
+            tenant_id="rich", currency="KES", other_currency="USD", today=date(2026, 6, 15), rng=random.Random(5), extra=extra
+        )
+        return [generator.invoice(f"INV-{n}") for n in range(400)]
+
+    plain, rich = generated(legacy_seed_module.ExtraMoney()), generated(legacy_seed_module.ExtraMoney(pending=0.5, credit=0.4))
+    assert [row for row, _ in rich] == [row for row, _ in plain]  # the same invoices
+
+    def count(rows, status):
+        return sum(payment["status"] == status for _, payments in rows for payment in payments)
+
+    assert 150 < count(rich, "PENDING") - count(plain, "PENDING") < 250
+    assert 110 < count(rich, "SUCCEEDED") - count(plain, "SUCCEEDED") < 210
+
+
+def test_seed_refuses_a_share_outside_zero_to_one():
+    with pytest.raises(CommandError, match="--pending-share and --credit-share must be within 0..1"):
+        seed("--tenant", "rcme-dev", "--invoices", "10", "--credit-share", "1.5")

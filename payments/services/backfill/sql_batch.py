@@ -122,7 +122,7 @@ def _stage_invoice_payments(cursor, t: _Tables) -> None:
         "    AS allocated "
         "  FROM (SELECT r.*, "
         "    coalesce(sum(r.amount_cents) FILTER (WHERE r.allocatable) OVER (PARTITION BY r.invoice_id "
-        "      ORDER BY r.received_at, r.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before_cents, "
+        "      ORDER BY r.received_at, r.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS before_cents, "
         "    row_number() OVER (PARTITION BY r.invoice_id ORDER BY r.received_at, r.id) AS allocation_order "
         "    FROM (SELECT p.id, p.tenant_id, p.invoice_id, p.amount_cents, p.currency, p.method, p.status, "
         "      p.received_at, tn.currency AS tenant_currency, i.number AS invoice_number, i.status AS invoice_status, "
@@ -135,8 +135,8 @@ def _stage_invoice_payments(cursor, t: _Tables) -> None:
     )
     cursor.execute(
         "UPDATE _bf_i i SET succeeded_cents = a.succeeded, synthetic_cents = greatest(i.legacy_paid - a.allocated, 0) "
-        "FROM (SELECT i2.id, coalesce(sum(p.amount_cents) FILTER (WHERE p.allocatable), 0) AS succeeded, "
-        "      coalesce(sum(p.allocated), 0) AS allocated "
+        "FROM (SELECT i2.id, coalesce(sum(p.amount_cents) FILTER (WHERE p.allocatable), 0)::bigint AS succeeded, "
+        "      coalesce(sum(p.allocated), 0)::bigint AS allocated "
         "      FROM _bf_i i2 LEFT JOIN _bf_p p ON p.invoice_id = i2.id GROUP BY i2.id) a "
         "WHERE a.id = i.id"
     )

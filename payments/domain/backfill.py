@@ -58,6 +58,18 @@ REASON_UNLINKED = "PAY-10 backfill: unlinked payment"
 REASON_CROSS_TENANT = "PAY-10 backfill: cross-tenant link to invoice {invoice_id} of tenant {invoice_tenant}"
 REASON_MIGRATED_INVOICE = "PAY-10 backfill: payment on invoice {invoice_id} migrated before it"
 
+# Deviation details (templates: the SQL planner renders the same texts from them).
+PROBLEM_OVER_AMOUNT = "amount_paid_cents {paid} exceeds amount_cents {amount}"
+PROBLEM_PAID = "PAID with amount_paid_cents {paid} of {amount}"
+PROBLEM_PARTIALLY_PAID = "PARTIALLY_PAID with amount_paid_cents {paid} of {amount}"
+PROBLEM_ISSUED = "ISSUED with amount_paid_cents {paid}"
+PROBLEM_EXPLICIT = "{status} with amount_paid_cents {paid} (counted as 0)"
+PROBLEMS_SEPARATOR = "; "
+DETAIL_CURRENCY_MISMATCH = "payment in {currency} for a {expected} tenant: left unallocated for a person to resolve"
+DETAIL_SHORTFALL = "legacy paid figure {paid} exceeds the linked succeeded payments' allocation"
+DETAIL_STATUS_CHANGED = "{old} -> {new} by the status engine"
+DETAIL_CROSS_TENANT = "payment linked to another tenant's invoice: never allocated across tenants"
+
 
 @dataclass(frozen=True, slots=True)
 class LegacyInvoice:
@@ -190,15 +202,15 @@ def legacy_inconsistencies(invoice: LegacyInvoice) -> list[str]:
     paid, amount, status = invoice.amount_paid_cents, invoice.amount_cents, invoice.status
     problems = []
     if paid > amount:
-        problems.append(f"amount_paid_cents {paid} exceeds amount_cents {amount}")
+        problems.append(PROBLEM_OVER_AMOUNT.format(paid=paid, amount=amount))
     if status == engine.PAID and paid != amount:
-        problems.append(f"PAID with amount_paid_cents {paid} of {amount}")
+        problems.append(PROBLEM_PAID.format(paid=paid, amount=amount))
     elif status == engine.PARTIALLY_PAID and not 0 < paid < amount:
-        problems.append(f"PARTIALLY_PAID with amount_paid_cents {paid} of {amount}")
+        problems.append(PROBLEM_PARTIALLY_PAID.format(paid=paid, amount=amount))
     elif status == engine.ISSUED and paid > 0:
-        problems.append(f"ISSUED with amount_paid_cents {paid}")
+        problems.append(PROBLEM_ISSUED.format(paid=paid))
     elif status in engine.EXPLICIT_STATUSES and paid > 0:
-        problems.append(f"{status} with amount_paid_cents {paid} (counted as 0)")
+        problems.append(PROBLEM_EXPLICIT.format(status=status, paid=paid))
     return problems
 
 
@@ -218,7 +230,7 @@ def _currency_mismatch(payment: LegacyPayment, invoice: LegacyInvoice | None) ->
         invoice,
         legacy={"paymentCurrency": payment.currency, "amountCents": payment.amount_cents, "status": payment.status},
         new={"tenantCurrency": expected, "allocatedCents": 0, "creditCents": 0},
-        detail=f"payment in {payment.currency} for a {expected} tenant: left unallocated for a person to resolve",
+        detail=DETAIL_CURRENCY_MISMATCH.format(currency=payment.currency, expected=expected),
     )
 
 
@@ -312,7 +324,7 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
                 synthetic=True,
                 legacy={"paidCents": legacy_paid, "succeededPaymentsCents": succeeded},
                 new={"syntheticPaymentCents": remaining},
-                detail=f"legacy paid figure {legacy_paid} exceeds the linked succeeded payments' allocation",
+                detail=DETAIL_SHORTFALL.format(paid=legacy_paid),
             )
         )
 
@@ -332,7 +344,7 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
                 legacy={"status": invoice.status, "amountCents": invoice.amount_cents,
                         "amountPaidCents": invoice.amount_paid_cents},
                 new={"paidCents": legacy_paid},
-                detail="; ".join(problems),
+                detail=PROBLEMS_SEPARATOR.join(problems),
             )
         )
     if new_status != invoice.status:
@@ -342,7 +354,7 @@ def plan_invoice(*, invoice: LegacyInvoice, payments: Sequence[LegacyPayment], t
                 invoice,
                 legacy={"status": invoice.status},
                 new={"status": new_status, "paidCents": legacy_paid},
-                detail=f"{invoice.status} -> {new_status} by the status engine",
+                detail=DETAIL_STATUS_CHANGED.format(old=invoice.status, new=new_status),
             )
         )
     return InvoicePlan(
@@ -373,7 +385,7 @@ def plan_detached_payment(*, payment: LegacyPayment, invoice_migrated: bool = Fa
                 legacy={"invoiceId": payment.invoice_id, "invoiceTenant": payment.invoice_tenant_id,
                         "paymentTenant": payment.tenant_id, "status": payment.status},
                 new={"allocatedCents": 0, "creditCents": credited},
-                detail="payment linked to another tenant's invoice: never allocated across tenants",
+                detail=DETAIL_CROSS_TENANT,
             )
         )
         if credited:

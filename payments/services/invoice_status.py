@@ -2,7 +2,8 @@
 
 Every change of a stored status goes through this module: `invoice_statuses_refresh` (the services'
 and the daily refresh's: today's verdict where it differs), `invoice_statuses_store` (a set of new
-statuses decided elsewhere: the backfill's planner, a VOID), `invoice_statuses_restore_legacy` (the
+statuses decided elsewhere: the backfill's planner, a VOID), `invoice_statuses_store_staged` (the
+same, the statuses being rows of a query: the SQL backfill's), `invoice_statuses_restore_legacy` (the
 backfill's reverse). The backfill passes its models (a migration's historical ones) and database.
 """
 from collections import defaultdict
@@ -80,6 +81,22 @@ def invoice_statuses_store(
         by_status[status].append(pk)
     for status, pks in by_status.items():
         invoice_model.objects.using(using).filter(pk__in=pks).update(status=status, updated_at=now)
+
+
+def invoice_statuses_store_staged(
+    source_sql: str, *, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS, invoice_model=Invoice
+) -> None:
+    """`invoice_statuses_store` where the new statuses are rows of a query (PostgreSQL): `source_sql`
+    yields (id, status), e.g. the SQL backfill's staged verdicts. One statement; the caller holds
+    the invoices' locks."""
+    now = now or timezone.now()
+    connection = connections[using]
+    table = connection.ops.quote_name(invoice_model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} i SET status = v.status, updated_at = %s FROM ({source_sql}) AS v WHERE i.id = v.id",
+            [now],
+        )
 
 
 def invoice_statuses_restore_legacy(*, invoice_model, migration_model, using: str = DEFAULT_DB_ALIAS) -> None:

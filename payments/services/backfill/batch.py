@@ -1,18 +1,26 @@
 """One batch, the unit of every backfill path (a run's batches and the migrate-on-first-write of the
-services alike): read and lock (`readers`), plan (`payments.domain.backfill`), write (`writer`).
-Runs in the caller's transaction; locks invoices, then payments, each ascending.
+services alike). On PostgreSQL planned and written in SQL (`sql_batch`); elsewhere read and lock
+(`readers`), plan (`payments.domain.backfill`), write (`writer`); the same rows either way (a test
+compares them). Runs in the caller's transaction; locks invoices, then payments, each ascending.
 """
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 
+from django.db import connections
 from django.db.models import Exists, F, OuterRef
 
 from payments.domain import backfill as plan_rules
 from payments.domain.backfill import LegacyPayment
+from payments.services.backfill import sql_batch
 from payments.services.backfill.common import BackfillModels, BatchResult
 from payments.services.backfill.readers import locked_invoice_batch, locked_payments
 from payments.services.backfill.writer import BatchPlan, write_batch
+
+
+def planned_in_sql(using: str) -> bool:
+    """Whether a batch on this database is planned and written in SQL (PostgreSQL)."""
+    return connections[using].vendor == "postgresql"
 
 
 def invoices_migrate(
@@ -22,6 +30,10 @@ def invoices_migrate(
     ids = sorted(set(invoice_ids))
     if not ids:
         return BatchResult()
+    if planned_in_sql(using):
+        return sql_batch.invoices_migrate(
+            m, using=using, ids=ids, run_id=run_id, today=today, batch_number=batch_number
+        )
     invoices, updated_at, legacy_payments = locked_invoice_batch(m, using, ids)
     if not invoices:
         return BatchResult()
@@ -58,6 +70,9 @@ def detached_payments_migrate(
             m, using=using, invoice_ids=set(with_own_invoice), run_id=run_id, today=today, batch_number=batch_number
         )
     )
+    if planned_in_sql(using):
+        result.add(sql_batch.payments_migrate(m, using=using, ids=ids, run_id=run_id, batch_number=batch_number))
+        return result
     legacy_payments = locked_payments(m, using, payment_ids=ids)
     if not legacy_payments:
         return result

@@ -1,18 +1,15 @@
-"""The backfill's writer: a batch's plans in, its rows written, its tally out.
+"""The Python path's writer (SQLite; PostgreSQL plans and writes in SQL, `sql_batch`): a batch's
+plans in, its rows written, its tally out.
 
 Interface: `write_batch(m, plan=BatchPlan(...), using=..., run_id=..., batch_number=...)` runs in
 the caller's transaction, with every row the plans name locked by the readers, and returns the
-batch's `BatchResult`. Whatever the batch size it is a fixed handful of set-based statements: COPY
-on PostgreSQL (`_write_copy`), bulk_create elsewhere (`_write_orm`); the same rows and values
-either way (a test compares them). Both take their audit rows from `audit_payload.audit_rows` and
-store changed invoice statuses through `payments.services.invoice_status.invoice_statuses_store`.
+batch's `BatchResult`. Whatever the batch size it is a fixed handful of bulk_create and update
+statements; its audit rows come from `audit_payload.audit_rows`, changed invoice statuses are
+stored through `payments.services.invoice_status.invoice_statuses_store`.
 """
-import json
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,8 +22,6 @@ from payments.services.backfill.common import (
     BackfillModels,
     BatchResult,
     hook,
-    ids_literal,
-    quote_name,
 )
 from payments.services.invoice_status import invoice_statuses_store
 
@@ -57,8 +52,7 @@ class BatchPlan:
 def write_batch(m: BackfillModels, *, plan: BatchPlan, using: str, run_id: int | None, batch_number: int) -> BatchResult:
     """Write the plans (refusing the whole batch first on a key collision); see the module docstring."""
     _key_collision_check(m, using=using, invoice_plans=plan.invoice_plans)
-    writer = _write_copy if connections[using].vendor == "postgresql" else _write_orm
-    return writer(m, plan=plan, using=using, run_id=run_id, batch_number=batch_number)
+    return _write_orm(m, plan=plan, using=using, run_id=run_id, batch_number=batch_number)
 
 
 def _key_collision_check(m: BackfillModels, *, using: str, invoice_plans: list[InvoicePlan]) -> None:
@@ -188,153 +182,5 @@ def _write_orm(m: BackfillModels, *, plan: BatchPlan, using: str, run_id: int | 
     m.PaymentAuditLog.objects.using(using).bulk_create(m.PaymentAuditLog(**dict(zip(AUDIT_COLUMNS, row))) for row in rows)
     return _result(
         plan, synthetic_payments=len(synthetic_rows), allocations=len(allocation_rows), credits=len(credit_rows),
-        deviations=len(deviations), statuses_changed=len(changes),
-    )
-
-
-def _next_ids(cursor, table: str, count: int) -> list[int]:
-    """`count` fresh ids from the table's identity sequence, ascending (one round trip)."""
-    if not count:
-        return []
-    cursor.execute(
-        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
-    )
-    return sorted(row[0] for row in cursor.fetchall())
-
-
-def _copy_rows(cursor, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
-    """Stream rows into the table with COPY (text format: psycopg adapts each Python value)."""
-    statement = f"COPY {quote_name(table)} ({', '.join(columns)}) FROM STDIN"
-    with cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _write_copy(m: BackfillModels, *, plan: BatchPlan, using: str, run_id: int | None, batch_number: int) -> BatchResult:
-    """`write_batch` on PostgreSQL: the same rows and values, streamed with COPY.
-
-    Ids the batch refers to (synthetic payments, allocations, credits) are drawn from their
-    sequences first, in one statement each, so no model instance is built and no row is read back.
-    """
-    now = timezone.now()
-    all_payment_plans = plan.all_payment_plans
-    payment_table = m.Payment._meta.db_table
-    allocation_table = m.Allocation._meta.db_table
-    credit_table = m.Credit._meta.db_table
-    dumps = json.dumps
-
-    synthetics = [p.synthetic for p in plan.invoice_plans if p.synthetic is not None]
-    planned_allocations = [planned for p in plan.invoice_plans for planned in p.allocations]
-    planned_credits = [p.credit for p in all_payment_plans if p.credit is not None]
-
-    with connections[using].cursor() as cursor:
-        synthetic_ids = dict(
-            zip((s.invoice_id for s in synthetics), _next_ids(cursor, payment_table, len(synthetics)))
-        )
-        allocation_ids = _next_ids(cursor, allocation_table, len(planned_allocations))
-        credit_ids = _next_ids(cursor, credit_table, len(planned_credits))
-
-        _copy_rows(
-            cursor, payment_table,
-            ("id", "tenant_id", "invoice_id", "amount_cents", "currency", "method", "reference", "status",
-             "received_at", "created_at", "channel", "verification_status", "idempotency_key"),
-            (
-                (synthetic_ids[s.invoice_id], s.tenant_id, s.invoice_id, s.amount_cents, s.currency,
-                 plan_rules.SYNTHETIC_METHOD, s.idempotency_key, plan_rules.SUCCEEDED, s.received_at, now,
-                 plan_rules.SYNTHETIC_CHANNEL, SYNTHETIC_VERIFICATION_STATUS, s.idempotency_key)
-                for s in synthetics
-            ),
-        )
-
-        # Every mapped payment in one statement: each payment's (channel, verification status) is
-        # sent as its ordinal in the short list of distinct pairs.
-        if all_payment_plans:
-            pairs: dict[tuple[str, str], int] = {}
-            ordinals = [pairs.setdefault((p.channel, p.verification_status), len(pairs) + 1) for p in all_payment_plans]
-            cursor.execute(
-                f"UPDATE {quote_name(payment_table)} p "
-                "SET channel = m.channel, verification_status = m.verification_status "
-                "FROM unnest(%s::bigint[], %s::int[]) AS v(id, k) "
-                "JOIN unnest(%s::text[], %s::text[]) WITH ORDINALITY AS m(channel, verification_status, k) "
-                "ON m.k = v.k WHERE p.id = v.id",
-                [
-                    ids_literal(p.payment.id for p in all_payment_plans),
-                    ids_literal(ordinals),
-                    [channel for channel, _ in pairs],
-                    [verification_status for _, verification_status in pairs],
-                ],
-            )
-
-        # (id, invoice_id, payment_id, amount_cents) of every allocation, for the rows and the audit.
-        allocations = [
-            (allocation_id, planned.invoice_id,
-             planned.payment_id if planned.payment_id is not None else synthetic_ids[planned.invoice_id],
-             planned.amount_cents)
-            for allocation_id, planned in zip(allocation_ids, planned_allocations)
-        ]
-        _copy_rows(
-            cursor, allocation_table,
-            ("id", "invoice_id", "payment_id", "amount_cents", "tenant_id", "backfilled", "created_at"),
-            ((*row, planned.tenant_id, True, now) for row, planned in zip(allocations, planned_allocations)),
-        )
-        _copy_rows(
-            cursor, credit_table,
-            ("id", "tenant_id", "currency", "amount_cents", "source_payment_id", "reason", "backfilled", "created_at"),
-            (
-                (credit_id, c.tenant_id, c.currency, c.amount_cents, c.source_payment_id, c.reason, True, now)
-                for credit_id, c in zip(credit_ids, planned_credits)
-            ),
-        )
-        _copy_rows(
-            cursor, m.InvoiceMigration._meta.db_table,
-            ("invoice_id", "run_id", "legacy_status", "legacy_amount_paid_cents", "legacy_paid_cents",
-             "legacy_updated_at", "migrated_at"),
-            (
-                (p.invoice.id, run_id, p.invoice.status, p.invoice.amount_paid_cents, p.legacy_paid_cents,
-                 plan.legacy_updated_at.get(p.invoice.id), now)
-                for p in plan.invoice_plans
-            ),
-        )
-        _copy_rows(
-            cursor, m.PaymentMigration._meta.db_table,
-            ("payment_id", "run_id", "migrated_at"),
-            ((p.payment.id, run_id, now) for p in all_payment_plans),
-        )
-        hook("mid-batch", batch_number)
-
-        changes = plan.status_changes()
-        invoice_statuses_store(changes, now=now, using=using, invoice_model=m.Invoice)
-
-        deviations = plan.deviations()
-        _copy_rows(
-            cursor, m.BackfillDeviation._meta.db_table,
-            ("run_id", "kind", "tenant_id", "invoice_id", "invoice_number", "payment_id", "legacy", "new", "detail",
-             "created_at"),
-            (
-                (run_id, d.kind, d.tenant_id, d.invoice_id, d.invoice_number,
-                 synthetic_ids[d.invoice_id] if d.synthetic else d.payment_id, dumps(d.legacy), dumps(d.new),
-                 d.detail[:255], now)
-                for d in deviations
-            ),
-        )
-
-        rows = audit_rows(
-            invoice_plans=plan.invoice_plans,
-            payment_plans=all_payment_plans,
-            allocations=allocations,
-            synthetic_ids=synthetic_ids,
-            credit_by_payment={c.source_payment_id: (credit_id, c) for credit_id, c in zip(credit_ids, planned_credits)},
-            run_id=run_id,
-            now=now,
-        )
-        # jsonb keeps no formatting: `json.dumps` of the payload dicts is the document.
-        _copy_rows(
-            cursor, m.PaymentAuditLog._meta.db_table,
-            AUDIT_COLUMNS,
-            ((*row[:8], dumps(row[8]), dumps(row[9]), dumps(row[10]), row[11]) for row in rows),
-        )
-
-    return _result(
-        plan, synthetic_payments=len(synthetics), allocations=len(allocations), credits=len(planned_credits),
         deviations=len(deviations), statuses_changed=len(changes),
     )

@@ -67,6 +67,44 @@ def money_state() -> dict:
     }
 
 
+def audit_state() -> list:
+    """Every backfill audit row with its JSON, ids of backfill-created rows replaced by what they are."""
+    synthetic = dict(Payment.objects.filter(channel="LEGACY").values_list("pk", "invoice_id"))
+    allocations = {
+        pk: (invoice, synthetic.get(payment, payment), amount)
+        for pk, invoice, payment, amount in Allocation.objects.values_list("pk", "invoice_id", "payment_id", "amount_cents")
+    }
+    credits = dict(Credit.objects.values_list("pk", "source_payment_id"))
+    renames = {
+        "allocationId": allocations.get, "creditId": credits.get,
+        "paymentId": lambda pk: ("synthetic", synthetic[pk]) if pk in synthetic else pk,
+        "syntheticPaymentId": lambda pk: ("synthetic", synthetic[pk]) if pk in synthetic else pk,
+        "runId": lambda pk: None,
+    }
+
+    def named(value):
+        if isinstance(value, dict):
+            return {key: renames[key](item) if key in renames and item is not None else named(item)
+                    for key, item in value.items()}
+        if isinstance(value, list):
+            return [named(item) for item in value]
+        return value
+
+    rows = PaymentAuditLog.objects.filter(backfilled=True).values_list(
+        "tenant_id", "actor_label", "event_type", "invoice_id", "payment_id", "credit_id", "amount_cents",
+        "before", "after", "extra",
+    )
+    return sorted(
+        (
+            json.dumps(
+                [tenant, actor, event, invoice, renames["paymentId"](payment) if payment else None,
+                 credits.get(credit), amount, named(before), named(after), named(extra)],
+                default=str,
+            )
+            for tenant, actor, event, invoice, payment, credit, amount, before, after, extra in rows
+        )
+    )
+
 
 def database_url() -> str:
     params = connection.settings_dict

@@ -1,7 +1,5 @@
-"""`pay10_backfill --shard i/K` (K workers over disjoint ids, each resumable, each locked) and the
-PostgreSQL COPY writer, which must write exactly what the bulk_create writer writes."""
+"""`pay10_backfill --shard i/K`: K workers over disjoint ids, each resumable, each locked."""
 import fcntl
-import json
 import threading
 from contextlib import contextmanager
 from io import StringIO
@@ -11,9 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
-from payments.models import Allocation, BackfillRun, Credit, InvoiceMigration, Payment, PaymentAuditLog
+from payments.models import BackfillRun, InvoiceMigration
 from payments.services import backfill
-from payments.services.backfill import writer as backfill_writer
 from payments.services.backfill import locks as backfill_locks
 from payments.services.backfill import common as backfill_common
 from payments.services.backfill import Shard
@@ -168,7 +165,7 @@ def test_command_refuses_a_malformed_shard_and_runs_a_good_one():
 
 
 # --------------------------------------------------------------------------------------------
-# PostgreSQL: shards at the same time, and the COPY writer against the bulk_create writer
+# PostgreSQL: shards at the same time
 
 
 @pytest.mark.postgres
@@ -195,57 +192,3 @@ def test_two_shards_running_at_the_same_time_end_like_one_run():
     assert errors == []
     assert money_state() == uninterrupted
     assert summed([summary.counts for summary in summaries.values()]) == counts
-
-
-def audit_state() -> list:
-    """Every backfill audit row with its JSON, ids of backfill-created rows replaced by what they are."""
-    synthetic = dict(Payment.objects.filter(channel="LEGACY").values_list("pk", "invoice_id"))
-    allocations = {
-        pk: (invoice, synthetic.get(payment, payment), amount)
-        for pk, invoice, payment, amount in Allocation.objects.values_list("pk", "invoice_id", "payment_id", "amount_cents")
-    }
-    credits = dict(Credit.objects.values_list("pk", "source_payment_id"))
-    renames = {
-        "allocationId": allocations.get, "creditId": credits.get,
-        "paymentId": lambda pk: ("synthetic", synthetic[pk]) if pk in synthetic else pk,
-        "syntheticPaymentId": lambda pk: ("synthetic", synthetic[pk]) if pk in synthetic else pk,
-        "runId": lambda pk: None,
-    }
-
-    def named(value):
-        if isinstance(value, dict):
-            return {key: renames[key](item) if key in renames and item is not None else named(item)
-                    for key, item in value.items()}
-        if isinstance(value, list):
-            return [named(item) for item in value]
-        return value
-
-    rows = PaymentAuditLog.objects.filter(backfilled=True).values_list(
-        "tenant_id", "actor_label", "event_type", "invoice_id", "payment_id", "credit_id", "amount_cents",
-        "before", "after", "extra",
-    )
-    return sorted(
-        (
-            json.dumps(
-                [tenant, actor, event, invoice, renames["paymentId"](payment) if payment else None,
-                 credits.get(credit), amount, named(before), named(after), named(extra)],
-                default=str,
-            )
-            for tenant, actor, event, invoice, payment, credit, amount, before, after, extra in rows
-        )
-    )
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db
-def test_copy_writer_writes_what_the_bulk_create_writer_writes(monkeypatch):
-    seed()
-    backfill.backfill_run(batch_size=BATCH)
-    by_copy = (money_state(), audit_state())
-    backfill.backfill_reverse()
-
-    monkeypatch.setattr(backfill_writer, "_write_copy", backfill_writer._write_orm)
-    backfill.backfill_run(batch_size=BATCH)
-
-    assert (money_state(), audit_state()) == by_copy
-    assert len(by_copy[1]) > INVOICES

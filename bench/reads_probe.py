@@ -31,6 +31,11 @@ def main(tenant: str, repeat: int, deep_page: int) -> None:
     client = Client(HTTP_AUTHORIZATION=f"Bearer {staff_token}")
     # FIN-02 pages from the nearer end of the (tenant_id, id) index: the middle page is its worst case.
     middle_page = max(Invoice.objects.filter(tenant_id=tenant).count() // 100, 1)
+    # Status-filtered deep pages: the middle page of the tenant's OVERDUE and of its PAID invoices.
+    status_pages = {
+        status: max(Invoice.objects.filter(tenant_id=tenant, status=status).count() // 100, 1)
+        for status in ("OVERDUE", "PAID")
+    }
     requests = {
         "fin01_all_time": f"/api/billing/admin/finance/summary?period=ALL_TIME&tenant={tenant}",
         "fin01_all_tenants": "/api/billing/admin/finance/summary?period=ALL_TIME",
@@ -38,6 +43,12 @@ def main(tenant: str, repeat: int, deep_page: int) -> None:
         "fin02_deep_page": f"/api/billing/invoices/tenant?page={deep_page}&pageSize=50&tenant={tenant}",
         "fin02_middle_page": f"/api/billing/invoices/tenant?page={middle_page}&pageSize=50&tenant={tenant}",
         "fin02_overdue_page_1": f"/api/billing/invoices/tenant?page=1&pageSize=50&status=OVERDUE&tenant={tenant}",
+        "fin02_overdue_deep_page": (
+            f"/api/billing/invoices/tenant?page={status_pages['OVERDUE']}&pageSize=50&status=OVERDUE&tenant={tenant}"
+        ),
+        "fin02_paid_deep_page": (
+            f"/api/billing/invoices/tenant?page={status_pages['PAID']}&pageSize=50&status=PAID&tenant={tenant}"
+        ),
     }
     results = {}
     for name, url in requests.items():

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     atomic = False  # each step its own short transaction
 
     dependencies = [
-        ("payments", "0010_pay10_database_code_v3"),
+        ("payments", "0011_tenant_balances"),
     ]
 
     operations = [

@@ -3,11 +3,13 @@
 Used by `manage.py pay10_backfill`, by the data migration `payments 0003_pay10_backfill` (which
 passes its historical `apps`: the run, its batches and the reverse use only the models it is given)
 and, one row at a time, by every service about to write to a not-yet-migrated invoice or payment
-(`first_write`). All three go through the same batch code (`batch`): read and lock (`readers`),
-plan (`payments.domain.backfill`), write set-based (`writer`, its audit rows from `audit_payload`).
+(`first_write`). All three go through the same batch code (`batch`): on PostgreSQL locked, planned
+and written in SQL (`sql_batch`, its rules rendered by `sql_rules`); elsewhere read and lock
+(`readers`), plan (`payments.domain.backfill`), write set-based (`writer`, audit rows from
+`audit_payload`); the same rows either way.
 
-Modules: `common` (messages, models, a batch's tally), `locks` (runner lock, shards), `readers`,
-`writer`, `audit_payload`, `batch`, `first_write`, `run` (a whole run and its summary), `reverse`.
+Modules: `common` (messages, models, a batch's tally), `locks` (runner lock, shards), `sql_batch`,
+`sql_rules`, `readers`, `writer`, `audit_payload`, `batch`, `first_write`, `run` (a whole run and its summary), `reverse`.
 The deviations report is a read: `payments.selectors.backfill_deviations`.
 
 How a run goes:

@@ -1,12 +1,13 @@
 """What the FIN-01/FIN-02 read model costs the writers: a payment operation (record a verified
-payment, allocate it to an unpaid invoice: two services, two commits) with the read model's
-commit-time upkeep, against the same operation with that upkeep switched off (its triggers
-disabled), median of `--operations` each, on a backfilled data set.
+payment, allocate it to an unpaid invoice: two services, two commits) with the commit-time upkeep of
+the read model and of FIN-01's tenant balances, against the same operation with both switched off
+(their triggers disabled), median of `--operations` each, on a backfilled data set.
 
     .venv/bin/python bench/writes.py --database pay10_bench_100000 [--operations 200]
 
 `bench/backfill.py` runs it for every size. Afterwards the figures of the invoices paid without the
-upkeep are refreshed, so the read model stays exact. Results: bench/results/writes-<db>.json.
+upkeep, and the balances of the payments recorded meanwhile, are refreshed, so both stay exact.
+Results: bench/results/writes-<db>.json.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import common  # noqa: E402
 
 UPKEEP_TRIGGERS = """
 SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-WHERE t.tgname LIKE 'pay10_figures_%' AND NOT t.tgisinternal"""
+WHERE (t.tgname LIKE 'pay10_figures_%' OR t.tgname LIKE 'pay10_balances_%') AND NOT t.tgisinternal"""
 
 
 def _probe(database: str, tenant: str, operations: int) -> dict:
@@ -39,6 +40,7 @@ def measure(database: str, *, tenant: str, operations: int) -> dict:
     with common.psycopg.connect(common.database_url(database), autocommit=True) as conn:
         triggers = conn.execute(UPKEEP_TRIGGERS).fetchall()
         high_water = conn.execute("SELECT coalesce(max(id), 0) FROM payments_allocation").fetchone()[0]
+        payments_high_water = conn.execute("SELECT coalesce(max(id), 0) FROM payments_payment").fetchone()[0]
         for name, table in triggers:
             conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{name}"')
         try:
@@ -50,6 +52,11 @@ def measure(database: str, *, tenant: str, operations: int) -> dict:
             conn.execute(
                 "SELECT pay10_figures_refresh(ARRAY(SELECT invoice_id FROM payments_allocation "
                 "WHERE id > %s))", [high_water],
+            )
+            # The payments recorded without the balances' upkeep (they record and allocate no credit).
+            conn.execute(
+                "SELECT pay10_balances_refresh(ARRAY(SELECT id FROM payments_payment WHERE id > %s), '{}')",
+                [payments_high_water],
             )
     with_upkeep = _probe(database, tenant, operations)
     return {

@@ -33,7 +33,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,14 +121,59 @@ def measure_naive(template: str, sample: int) -> dict:
     return result
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+class WhereTimeGoes:
+    """While a backfill runs: the machine's CPU busy share over the run, and twice a second what the
+    database's active backends are doing (`pg_stat_activity`: on CPU, or waiting on which lock or I/O),
+    counted as samples. Tells a CPU-bound run from one that waits."""
+
+    def __init__(self, database: str, interval: float = 0.5) -> None:
+        self.database, self.interval = database, interval
+        self.samples: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "WhereTimeGoes":
+        self._cpu = _cpu_times()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        busy, total = _cpu_times()
+        self.cpu_busy = (busy - self._cpu[0]) / max(total - self._cpu[1], 1)
+
+    def _sample(self) -> None:
+        with common.psycopg.connect(common.database_url("postgres"), autocommit=True) as conn:
+            while not self._stop.wait(self.interval):
+                for kind, event, count in conn.execute(
+                    "SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, ''), count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid() GROUP BY 1, 2",
+                    [self.database],
+                ):
+                    self.samples[f"{kind}:{event}" if event else kind] += count
+
+    def result(self) -> dict:
+        return {"cpu_busy_share": self.cpu_busy, "backend_samples": dict(self.samples.most_common()),
+                "sample_interval_s": self.interval}
+
+
 def measure_backfill(base: str, batch_size: int, shards: int) -> dict:
     load = os.getloadavg()
     if shards == 1:
-        run = common.run_manage(base, "pay10_backfill", "--batch-size", str(batch_size))
+        with WhereTimeGoes(base) as where:
+            run = common.run_manage(base, "pay10_backfill", "--batch-size", str(batch_size))
         return {"seconds": run.seconds, "peak_rss_mb": run.peak_rss_mb, "shards": 1, "output_tail": run.output[-600:],
-                "load_average_before": load}
+                "load_average_before": load, "where_time_goes": where.result()}
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=shards) as pool:
+    with WhereTimeGoes(base) as where, ThreadPoolExecutor(max_workers=shards) as pool:
         runs = list(pool.map(
             lambda i: common.run_manage(base, "pay10_backfill", "--batch-size", str(batch_size), "--shard", f"{i}/{shards}"),
             range(1, shards + 1),
@@ -137,6 +184,8 @@ def measure_backfill(base: str, batch_size: int, shards: int) -> dict:
         "shards": shards,
         "output_tail": runs[-1].output[-600:],
         "load_average_before": load,
+        "where_time_goes": where.result(),
+        "shard_seconds": [run.seconds for run in runs],
     }
 
 
@@ -245,7 +294,9 @@ def measure(
         common.recreate_database(copy, template=template)
         run = measure_backfill(copy, batch_size, count)
         result["shards"][str(count)] = run["seconds"]
-        result["shard_runs"][str(count)] = {k: run[k] for k in ("seconds", "peak_rss_mb", "load_average_before")}
+        result["shard_runs"][str(count)] = {
+            k: run[k] for k in ("seconds", "peak_rss_mb", "load_average_before", "where_time_goes", "shard_seconds")
+        }
         common.drop_database(copy)
     if traffic_rate > 0:
         result["under_traffic"] = measure_under_traffic(template, batch_size, tenant=tenant, rate=traffic_rate)

@@ -39,8 +39,8 @@ from django.utils import timezone
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.domain.aging import aging_bucket
-from payments.models import LegacyPaymentStatus, Payment, VerificationStatus
-from payments.selectors.balances import invoices_with_balances_grouped, unapplied_credit_by_currency
+from payments.models import LegacyPaymentStatus, Payment
+from payments.selectors.balances import PENDING_VERIFICATION, invoices_with_balances_grouped, unapplied_credit_by_currency
 from payments.selectors.figures import (
     balances_ready,
     figures_ready,
@@ -199,12 +199,8 @@ def _pending_verification(*, tenant: Tenant | None, date_range: DateRange) -> di
     """Money of the payments awaiting verification received in the period, per currency, computed live
     (the SQL twin over all time is `rules.PENDING_VERIFICATION`, kept in `TenantBalance`)."""
     payments = Payment.objects.filter(tenant=tenant) if tenant is not None else Payment.objects.all()
-    legacy_pending = Q(status=LegacyPaymentStatus.PENDING)
-    if pay10_schema_installed():
-        # A legacy row keeps its legacy status until the backfill maps it.
-        is_pending = Q(verification_status=VerificationStatus.PENDING) | Q(verification_status__isnull=True) & legacy_pending
-    else:
-        is_pending = legacy_pending
+    # Before the PAY-10 schema there is only the legacy status.
+    is_pending = PENDING_VERIFICATION if pay10_schema_installed() else Q(status=LegacyPaymentStatus.PENDING)
     pending = payments.filter(is_pending, _time_filter("received_at", date_range))
     return {row["currency"]: row["total"] for row in pending.values("currency").annotate(total=Sum("amount_cents")).order_by()}
 

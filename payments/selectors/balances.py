@@ -40,7 +40,7 @@ from django.utils import timezone
 from billing.models import Invoice, Tenant
 from payments.domain import status as engine
 from payments.domain.money import CreditBalance, InvoiceBalance, PaymentBalance
-from payments.models import Allocation, Credit, InvoiceMigration, Payment, Refund, VerificationStatus
+from payments.models import Allocation, Credit, InvoiceMigration, LegacyPaymentStatus, Payment, Refund, VerificationStatus
 from payments.selectors.schema import pay10_schema_installed
 from payments.selectors.status import invoice_status_expression
 
@@ -54,6 +54,11 @@ PAID_ALLOCATION = ACTIVE_ALLOCATION & (
 PENDING_ALLOCATION = ACTIVE_ALLOCATION & Q(payment__verification_status=VerificationStatus.PENDING)
 # A refund of a payment's unallocated money (a refund out of one of its credits has its credit set).
 REFUND_OF_UNALLOCATED = Q(credit__isnull=True)
+# A payment awaiting verification (FIN-01's pending figure): PENDING, or a legacy row the backfill has
+# not mapped yet that was PENDING. SQL twin: `rules.PENDING_VERIFICATION`.
+PENDING_VERIFICATION = Q(verification_status=VerificationStatus.PENDING) | Q(
+    verification_status__isnull=True, status=LegacyPaymentStatus.PENDING
+)
 
 
 def scoped(queryset: QuerySet, tenant: Tenant | None, lookup: str = "tenant") -> QuerySet:
@@ -228,6 +233,15 @@ def unapplied_credit_by_currency(*, tenant: Tenant | None = None) -> dict[str, i
     computed set-based (three aggregates over credits, their active applications and their refunds,
     instead of two subqueries per credit). A credit whose source payment was rejected holds nothing,
     so none of its three terms counts."""
+    return {currency: total for (_tenant, currency), total in _unapplied_credit(tenant=tenant, by_tenant=False).items()}
+
+
+def unapplied_credit_by_tenant(*, tenant: Tenant | None = None) -> dict[tuple[str, str], int]:
+    """`unapplied_credit_by_currency` per (tenant id, currency)."""
+    return _unapplied_credit(tenant=tenant, by_tenant=True)
+
+
+def _unapplied_credit(*, tenant: Tenant | None, by_tenant: bool) -> dict[tuple[str | None, str], int]:
     def live(source_payment: str) -> Q:
         # An anti-join on the few rejected payments (index `payments_payment_rejected`), not a join of
         # every credit to its payment: at a million invoices the join read the whole payments table.
@@ -240,11 +254,13 @@ def unapplied_credit_by_currency(*, tenant: Tenant | None = None) -> dict[str, i
     if tenant is not None:
         credits = credits.filter(tenant=tenant)
         applications, refunds = applications.filter(credit__tenant=tenant), refunds.filter(credit__tenant=tenant)
-    totals: dict[str, int] = {}
-    terms = ((credits, 1, "currency"), (applications, -1, "credit__currency"), (refunds, -1, "credit__currency"))
-    for rows, sign, currency in terms:
-        for row in rows.order_by().values(currency).annotate(total=Sum("amount_cents")):
-            totals[row[currency]] = totals.get(row[currency], 0) + sign * row["total"]
+    totals: dict[tuple[str | None, str], int] = {}
+    terms = ((credits, 1, ""), (applications, -1, "credit__"), (refunds, -1, "credit__"))
+    for rows, sign, credit in terms:
+        fields = [f"{credit}tenant_id", f"{credit}currency"] if by_tenant else [f"{credit}currency"]
+        for row in rows.order_by().values(*fields).annotate(total=Sum("amount_cents")):
+            key = (row[fields[0]] if by_tenant else None, row[fields[-1]])
+            totals[key] = totals.get(key, 0) + sign * row["total"]
     return totals
 
 

@@ -21,7 +21,7 @@ BACKFILL_TABLES = (
 # What pay10_verify reads.
 VERIFY_TABLES = BACKFILL_TABLES + (
     "payments_allocationreversal", "payments_refund", "payments_invoicefigures", "payments_invoicerollup",
-    "payments_invoiceduerollup", "payments_invoiceblock",
+    "payments_invoiceduerollup", "payments_invoiceblock", "payments_tenantbalance",
 )
 # Stale: more rows changed since the last ANALYZE than this share of the table (autovacuum's own
 # default threshold, autovacuum_analyze_scale_factor) plus a few.

@@ -57,7 +57,7 @@ def test_verify_passes_on_a_consistent_ledger_with_a_tick_per_check(ledger):
 
     assert error is None
     lines = out.splitlines()
-    assert lines[-1] == pay10_verify.VERIFY_PASSED.format(count=10)
+    assert lines[-1] == pay10_verify.VERIFY_PASSED.format(count=11)
     assert f"✓ payments_within_amount: {verification.PAYMENTS_OK}" in lines
     assert not any(line.startswith("✗") for line in lines)
 

@@ -1,6 +1,6 @@
 """`pay10_verify`'s checks: every money invariant of SPEC.md as set-based SQL, one module per family
 (`money`: invariants 1-3, `orphans`: 4, `statuses`: 5, `audit`: 6, `conservation`: 7 and migration
-progress, `read_model`, `baseline`: the `--baseline` comparison, `run`: all of them on one snapshot).
+progress, `read_model`: the read model and FIN-01's tenant balances, `baseline`: the `--baseline` comparison, `run`: all of them on one snapshot).
 
 Each check is one or a few queries whose cost grows linearly with the tables: sums per payment,
 credit or invoice are GROUP BY aggregates (raw SQL where three tables add up, the ORM otherwise),
@@ -42,6 +42,6 @@ from payments.selectors.verification.orphans import (  # noqa: E402
     orphaned_allocations,
     check_no_orphans,
 )
-from payments.selectors.verification.read_model import check_read_model  # noqa: E402
+from payments.selectors.verification.read_model import check_read_model, check_tenant_balances  # noqa: E402
 from payments.selectors.verification.result import MAX_EXAMPLES, CheckResult, check_result  # noqa: E402
 from payments.selectors.verification.run import invariant_checks, one_snapshot, verification_run  # noqa: E402

@@ -64,6 +64,16 @@ READ_MODEL_DIFFERENT = (
     "of deleted invoices, {rows} rollup or block row(s); run `manage.py pay10_rebuild_figures`"
 )
 
+BALANCES_OK = (
+    "FIN-01's tenant balances equal the payments awaiting verification and the credits ({rows} tenant and currency "
+    "pair(s))"
+)
+BALANCES_ABSENT = "no tenant balances on this database (or a build is running): FIN-01 computes them live"
+BALANCES_DIFFERENT = (
+    "FIN-01's tenant balances differ from the payments and credits for {count} tenant and currency pair(s); "
+    "run `manage.py pay10_rebuild_figures --only balances`"
+)
+
 
 FIN01_EXACT_FIELDS = (
     "invoicedCents", "collectedCents", "outstandingCents", "overdueCents", "pendingVerificationCents", "byStatus", "aging",

@@ -1,8 +1,9 @@
-"""The FIN-01/FIN-02 read model (`InvoiceFigures` and its rollups) equals the allocations,
-re-derived here independently of the SQL that keeps it (`payments/database/figures_v*.py`)."""
+"""The FIN-01/FIN-02 read model (`InvoiceFigures` and its rollups) equals the allocations, and FIN-01's
+tenant balances (`TenantBalance`) equal the payments and credits, each re-derived here with the ORM,
+independently of the SQL that keeps it (`payments/database/figures_v*.py`, `balances_v*.py`)."""
 from datetime import UTC, date
 
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
 from billing.models import Invoice, Tenant
@@ -15,10 +16,19 @@ from payments.models import (
     InvoiceDueRollup,
     InvoiceFigures,
     InvoiceRollup,
+    Payment,
+    TenantBalance,
 )
-from payments.selectors.balances import invoices_with_balances_grouped
-from payments.selectors.figures import figures_ready
-from payments.selectors.verification.messages import READ_MODEL_ABSENT, READ_MODEL_DIFFERENT, READ_MODEL_OK
+from payments.selectors.balances import PENDING_VERIFICATION, invoices_with_balances_grouped, unapplied_credit_by_tenant
+from payments.selectors.figures import balances_ready, figures_ready
+from payments.selectors.verification.messages import (
+    BALANCES_ABSENT,
+    BALANCES_DIFFERENT,
+    BALANCES_OK,
+    READ_MODEL_ABSENT,
+    READ_MODEL_DIFFERENT,
+    READ_MODEL_OK,
+)
 from payments.selectors.verification.result import (
     MAX_EXAMPLES,
     CheckResult,
@@ -145,3 +155,43 @@ def check_read_model(*, tenant: Tenant | None = None) -> CheckResult:
         )
         examples = []
     return check_result("read_model_matches", count=count, explanation=explanation, examples=examples)
+
+
+def tenant_balance_differences(*, tenant: Tenant | None = None) -> tuple[int, list[dict]]:
+    """(tenant and currency pairs whose `TenantBalance` slots do not add up to the truth, examples):
+    the pending verification over all time and the unapplied credit, re-derived with the ORM."""
+    stored = {
+        (row["tenant_id"], row["currency"]): (int(row["pending"]), int(row["credit"]))
+        for row in scoped(TenantBalance.objects.all(), tenant).values("tenant_id", "currency").annotate(
+            pending=Sum("pending_verification_cents"), credit=Sum("unapplied_credit_cents")
+        ).order_by()
+    }
+    pending = {
+        (row["tenant_id"], row["currency"]): row["total"]
+        for row in scoped(Payment.objects.filter(PENDING_VERIFICATION), tenant).values("tenant_id", "currency").annotate(
+            total=Sum("amount_cents")
+        ).order_by()
+    }
+    credit = unapplied_credit_by_tenant(tenant=tenant)
+    differences = []
+    for key in sorted(set(stored) | set(pending) | set(credit)):
+        live = (pending.get(key, 0), credit.get(key, 0))
+        kept = stored.get(key, (0, 0))
+        if kept != live:
+            differences.append({
+                "tenant_id": key[0], "currency": key[1],
+                "stored_pending_cents": kept[0], "live_pending_cents": live[0],
+                "stored_credit_cents": kept[1], "live_credit_cents": live[1],
+            })
+    return len(differences), differences[:MAX_EXAMPLES]
+
+
+def check_tenant_balances(*, tenant: Tenant | None = None) -> CheckResult:
+    if not balances_ready():
+        return check_result("tenant_balances_match", count=0, explanation=BALANCES_ABSENT)
+    count, examples = tenant_balance_differences(tenant=tenant)
+    rows = scoped(TenantBalance.objects.all(), tenant).values("tenant_id", "currency").distinct().count()
+    return check_result(
+        "tenant_balances_match", count=count, ok_text=BALANCES_OK, failed_text=BALANCES_DIFFERENT, rows=rows,
+        examples=examples,
+    )

@@ -19,7 +19,7 @@ from payments.selectors.verification.money import (
     check_payments_within_amount,
 )
 from payments.selectors.verification.orphans import check_no_orphans
-from payments.selectors.verification.read_model import check_read_model
+from payments.selectors.verification.read_model import check_read_model, check_tenant_balances
 from payments.selectors.verification.result import CheckResult
 from payments.selectors.verification.statuses import check_stored_statuses
 from payments.services.statistics import VERIFY_TABLES, analyze
@@ -38,6 +38,7 @@ def invariant_checks(*, tenant: Tenant | None = None, today: date, allow_partial
         check_currency_mismatch_payments(tenant=tenant),
         check_migration_complete(tenant=tenant, allow_partial=allow_partial),
         check_read_model(tenant=tenant),
+        check_tenant_balances(tenant=tenant),
     ]
 
 

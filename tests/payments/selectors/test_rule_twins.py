@@ -19,8 +19,13 @@ from payments.database import rules
 from payments.domain import aging, allocations as rule
 from payments.domain import status as engine
 from payments.domain.money import PaymentBalance, credit_remaining, payment_unallocated, refunded_total
-from payments.models import Allocation, AllocationReversal, Credit, Payment, Refund
-from payments.selectors.balances import credits_with_balances, invoices_with_balances, payments_with_balances
+from payments.models import Allocation, AllocationReversal, Credit, LegacyPaymentStatus, Payment, Refund
+from payments.selectors.balances import (
+    PENDING_VERIFICATION,
+    credits_with_balances,
+    invoices_with_balances,
+    payments_with_balances,
+)
 from payments.selectors.verification import orphan_counts
 from tests.billing.factories import InvoiceFactory, TenantFactory
 from tests.payments.factories import MigratedInvoiceFactory
@@ -222,6 +227,39 @@ def test_legacy_paid_figure_agrees(status, amount, amount_paid):
         orm = invoices_with_balances().values_list("paid_cents", flat=True).get(pk=invoice.pk)  # not migrated
         expected = engine.legacy_paid_cents(status=status, amount_cents=amount, amount_paid_cents=amount_paid)
         assert sql == orm == expected
+
+
+@TWIN
+@given(
+    payments=st.lists(
+        st.tuples(st.sampled_from([None, rule.PENDING, rule.VERIFIED, rule.REJECTED]),
+                  st.sampled_from(list(LegacyPaymentStatus.values))),
+        min_size=1, max_size=8,
+    )
+)
+def test_pending_verification_agrees(payments):
+    """FIN-01's pending figure: the ORM condition, the SQL kept in `TenantBalance`, and the services'
+    own words (a legacy row not mapped yet counts by its legacy status)."""
+    with rolled_back():
+        tenant = TenantFactory(id="acme", currency="KES")
+        rows = [
+            Payment.objects.create(tenant=tenant, amount_cents=100, currency="KES", verification_status=verification,
+                                   status=legacy)
+            for verification, legacy in payments
+        ]
+        ids = [row.pk for row in rows]
+        orm = set(Payment.objects.filter(PENDING_VERIFICATION, pk__in=ids).values_list("pk", flat=True))
+        with connection.cursor() as cursor:
+            placeholders = ", ".join(["%s"] * len(ids))
+            cursor.execute(
+                f"SELECT p.id FROM payments_payment p WHERE p.id IN ({placeholders}) AND ({rules.PENDING_VERIFICATION})", ids
+            )
+            sql = {row[0] for row in cursor.fetchall()}
+        expected = {
+            row.pk for row, (verification, legacy) in zip(rows, payments)
+            if verification == rule.PENDING or (verification is None and legacy == LegacyPaymentStatus.PENDING)
+        }
+        assert orm == sql == expected
 
 
 orphan_cases = st.tuples(

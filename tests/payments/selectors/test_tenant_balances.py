@@ -3,9 +3,11 @@ at commit: whoever writes (the services, the backfill, first-write migration, ra
 at once), the balances equal pending verification and unapplied credit computed live, and FIN-01
 read from them gives the live document."""
 from datetime import date, timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection, transaction
 
 from billing.models import Tenant
@@ -25,6 +27,7 @@ from payments.models import (
 from payments.database import balances_v1
 from payments.selectors.balances import unapplied_credit_by_currency
 from payments.selectors.figures import balances_ready, tenant_balances
+from payments.selectors.verification import check_tenant_balances
 from payments.services.allocations import allocation_create, allocation_reverse
 from payments.services.backfill.first_write import invoice_migrate_if_needed
 from payments.services.backfill.run import backfill_run
@@ -241,6 +244,44 @@ def test_a_build_in_progress_makes_readers_compute_live_and_an_interrupted_build
     assert finance_summary(tenant=None, period=Period.ALL_TIME, today=TODAY) == summary
     assert not balances_build()  # done: nothing more to do
     assert balances_rebuild(batch_size=2) and kept() == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scope", ["acme", None])
+def test_verify_names_drifted_balances_and_the_rebuild_command_mends_them(books, scope):
+    tenant = books if scope else None
+    assert check_tenant_balances(tenant=tenant).ok
+    assert "2 tenant and currency pair(s)" in check_tenant_balances().explanation
+    with connection.cursor() as cursor:  # drift no writer of the ledger could cause
+        cursor.execute("UPDATE payments_tenantbalance SET unapplied_credit_cents = unapplied_credit_cents + 7 "
+                       "WHERE id = (SELECT min(id) FROM payments_tenantbalance WHERE tenant_id = 'acme')")
+        cursor.execute("UPDATE payments_tenantbalance SET pending_verification_cents = pending_verification_cents - 1 "
+                       "WHERE id = (SELECT min(id) FROM payments_tenantbalance WHERE tenant_id = 'other')")
+    drifted = check_tenant_balances(tenant=tenant)
+    assert not drifted.ok and "--only balances" in drifted.explanation
+    acme = next(example for example in drifted.examples if example["tenant_id"] == "acme")
+    assert acme["stored_credit_cents"] == acme["live_credit_cents"] + 7
+    assert acme["stored_pending_cents"] == acme["live_pending_cents"] == 300 + 301 + 303
+    assert drifted.count == (1 if scope else 2)
+    out = StringIO()
+    call_command("pay10_rebuild_figures", "--only", "balances", stdout=out)
+    assert out.getvalue() == "Tenant balances built\n"
+    assert check_tenant_balances().ok and kept() == computed_live()
+
+
+@pytest.mark.django_db
+def test_verify_leaves_the_balances_alone_while_a_build_runs_and_the_command_resumes_it(books):
+    expected = kept()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE payments_balancepayment, payments_balancecredit, payments_tenantbalance")
+    TenantBalanceBuild.objects.create()
+    absent = check_tenant_balances()
+    assert absent.ok and absent.explanation.startswith("no tenant balances")
+    out = StringIO()
+    call_command("pay10_rebuild_figures", "--resume", stdout=out)
+    assert out.getvalue() == "Tenant balances built\n"  # only the build that was pending
+    assert not TenantBalanceBuild.objects.exists() and kept() == expected
+    assert check_tenant_balances().ok
 
 
 @pytest.mark.django_db

@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -232,6 +233,14 @@ def rows_written(base: str) -> dict:
         return {name: conn.execute(sql).fetchone()[0] for name, sql in WRITTEN.items()}
 
 
+def migration_seconds(output: str) -> dict[str, float]:
+    """Each migration's own time, from `migrate --verbosity 2` ("Applying app.name... OK (1.234s)")."""
+    return {
+        match.group(1): float(match.group(2))
+        for match in re.finditer(r"Applying (\S+)\.\.\. OK \(([0-9.]+)s\)", output)
+    }
+
+
 def measure_verify(base: str) -> dict:
     run = common.run_manage(base, "pay10_verify", check=False)
     statements = _statements(BENCH / "verify_floor.sql")
@@ -271,8 +280,10 @@ def measure(
         result["backfill"]["rows_written"], result["same_rows_floor"]["rows_written"]
     )
     result["verify"] = measure_verify(base)
-    build = common.run_manage(base, "migrate", "--verbosity", "0")
-    result["read_model_build"] = {"seconds": build.seconds, "peak_rss_mb": build.peak_rss_mb}
+    build = common.run_manage(base, "migrate", "--verbosity", "2")
+    result["read_model_build"] = {
+        "seconds": build.seconds, "peak_rss_mb": build.peak_rss_mb, "migrations": migration_seconds(build.output),
+    }
     # The backfill rewrote most invoice rows; autovacuum would settle the tables within minutes of it
     # on a live database. Measure the reads in that settled state, not in the minute after.
     with common.psycopg.connect(common.database_url(base), autocommit=True) as conn:

@@ -274,6 +274,13 @@ def _reasons(run: dict, runs: list[dict]) -> list[str]:
                "machine; the backfill itself is " if floor_ratio < 30 else "The backfill is ")
             + f"{backfill / same['seconds']:.2f}× the floor."
         )
+    build = run.get("read_model_build", {})
+    if build.get("migrations") and build["seconds"] > 60:
+        slowest = sorted(build["migrations"].items(), key=lambda item: -item[1])[:3]
+        lines.append(
+            f"- Read model's build: `migrate` took {build['seconds']:.1f} s; the slowest of its migrations: "
+            + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in slowest) + "."
+        )
     lines += _k2_reason(run)
     lines += _fin02_reason(run, runs)
     traffic = run.get("under_traffic")

@@ -264,7 +264,7 @@ def _same_rows_check(backfill: dict, floor: dict) -> dict:
 
 def measure(
     size: int, *, tenant: str, naive_sample: int, batch_size: int, shards: list[int], keep: bool, reads_repeat: int = 20,
-    prefix: str = "pay10_bench", seed_options: str = "", traffic_rate: float = 80.0,
+    prefix: str = "pay10_bench", seed_options: str = "", traffic_rate: float = 80.0, keep_backfilled: bool = False,
 ) -> dict:
     base, legacy = prepare_legacy(size, tenant, prefix=prefix, seed_options=seed_options)
     result: dict = {"size": size, "legacy": legacy}
@@ -280,6 +280,8 @@ def measure(
         result["backfill"]["rows_written"], result["same_rows_floor"]["rows_written"]
     )
     result["verify"] = measure_verify(base)
+    if keep_backfilled:
+        common.recreate_database(f"{base}_backfilled", template=base)
     build = common.run_manage(base, "migrate", "--verbosity", "2")
     result["read_model_build"] = {
         "seconds": build.seconds, "peak_rss_mb": build.peak_rss_mb, "migrations": migration_seconds(build.output),
@@ -334,6 +336,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--shards", default="1", help="comma-separated worker counts to compare, e.g. 1,2")
     parser.add_argument("--keep", action="store_true", help="keep the backfilled database for bench/reads.py")
+    parser.add_argument("--keep-backfilled", action="store_true",
+                        help="keep a copy right after pay10_backfill (<prefix>_<size>_backfilled) for bench/build.py")
     parser.add_argument("--prefix", default="pay10_bench", help="database name prefix (default pay10_bench)")
     parser.add_argument("--seed-options", default="", help='more options for pay10_seed_legacy, e.g. "--many-credits"')
     parser.add_argument("--traffic-rate", type=float, default=80.0,
@@ -347,7 +351,7 @@ def main() -> None:
         result = measure(
             size, tenant=args.tenant, naive_sample=args.naive_sample, batch_size=args.batch_size,
             shards=shards, keep=args.keep, prefix=args.prefix, seed_options=args.seed_options,
-            traffic_rate=args.traffic_rate,
+            traffic_rate=args.traffic_rate, keep_backfilled=args.keep_backfilled,
         )
         result["run"] = run_id
         result["sizes_in_run"] = args.invoices

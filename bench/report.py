@@ -274,13 +274,7 @@ def _reasons(run: dict, runs: list[dict]) -> list[str]:
                "machine; the backfill itself is " if floor_ratio < 30 else "The backfill is ")
             + f"{backfill / same['seconds']:.2f}× the floor."
         )
-    build = run.get("read_model_build", {})
-    if build.get("migrations") and build["seconds"] > 60:
-        slowest = sorted(build["migrations"].items(), key=lambda item: -item[1])[:3]
-        lines.append(
-            f"- Read model's build: `migrate` took {build['seconds']:.1f} s; the slowest of its migrations: "
-            + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in slowest) + "."
-        )
+    lines += _build_reason(run)
     lines += _k2_reason(run)
     lines += _fin02_reason(run, runs)
     traffic = run.get("under_traffic")
@@ -295,6 +289,40 @@ def _where(where: dict) -> str:
     total = sum(samples.values())
     top = ", ".join(f"{name} {count / total:.0%}" for name, count in list(samples.items())[:4]) if total else "none"
     return f"CPU busy {where['cpu_busy_share']:.0%} of both cores; database backends' samples: {top}"
+
+
+def _slowest_migrations(migrations: dict[str, float]) -> str:
+    slowest = sorted(migrations.items(), key=lambda item: -item[1])[:3]
+    return ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in slowest)
+
+
+def _build_reason(run: dict) -> list[str]:
+    build = run.get("read_model_build", {})
+    if build.get("seconds", 0) <= 60:
+        return []
+    lines = [f"- Read model's build: the run's final `migrate` took {build['seconds']:.1f} s"
+             + (f"; its slowest migrations: {_slowest_migrations(build['migrations'])}." if build.get("migrations") else ".")]
+    apart = [result for result in _load("build") if abs(result["invoices"] - run["legacy"]["invoices"]) < 0.05 * run["size"]]
+    if apart:
+        result = apart[-1]
+        batch = result["batch"]
+        scans = "; ".join(f"{scan['scan']} of `{scan['table']}`, {scan['rows']:,} rows, {scan['ms']:.0f} ms"
+                          for scan in batch["scans"][:3])
+        lines.append(
+            f"  Measured apart, after the run, on data generated the same way (`bench/build.py` on `{result['database']}`, "
+            f"{result['measured_at']}): `migrate` from 0004 took {result['migrate_after_0004_seconds']:.1f} s, its slowest "
+            f"migrations {_slowest_migrations(result['migrations'])}. One build batch of {batch['invoices']:,} invoices "
+            f"took {batch['execution_ms']:,.0f} ms; its slowest scans: {scans}."
+        )
+        whole = [scan for scan in batch["scans"] if scan["scan"] == "Seq Scan" and scan["rows"] >= 10 * batch["invoices"]]
+        if whole:
+            tables = " and ".join(f"`{scan['table']}` ({scan['rows']:,} rows)" for scan in whole)
+            lines[-1] += (
+                f" For every batch the statement (figures v3's refresh) reads all of {tables}: those scans alone are "
+                f"{sum(scan['ms'] for scan in whole):,.0f} ms of the batch, before the joins they feed. So the build "
+                "grows with the invoices times those tables' rows, not linearly."
+            )
+    return lines
 
 
 def _k2_reason(run: dict) -> list[str]:

@@ -337,7 +337,8 @@ def main() -> None:
     parser.add_argument("--shards", default="1", help="comma-separated worker counts to compare, e.g. 1,2")
     parser.add_argument("--keep", action="store_true", help="keep the backfilled database for bench/reads.py")
     parser.add_argument("--keep-backfilled", action="store_true",
-                        help="keep a copy right after pay10_backfill (<prefix>_<size>_backfilled) for bench/build.py")
+                        help="keep a copy taken before the final migrate, after pay10_backfill and pay10_verify "
+                        "(<prefix>_<size>_backfilled), for bench/build.py")
     parser.add_argument("--prefix", default="pay10_bench", help="database name prefix (default pay10_bench)")
     parser.add_argument("--seed-options", default="", help='more options for pay10_seed_legacy, e.g. "--many-credits"')
     parser.add_argument("--traffic-rate", type=float, default=80.0,

@@ -3,7 +3,7 @@ for the read model's build (`0005_invoice_figures_build`), where one batch's tim
 
     .venv/bin/python bench/build.py --database pay10_bench_1000000_backfilled [--batch-size 20000]
 
-`--database` is a database right after `pay10_backfill`, before the final `migrate` (`bench/backfill.py
+`--database` is a database after `pay10_backfill`, before the final `migrate` (`bench/backfill.py
 --keep-backfilled` keeps one per size); it stays as it is: the script works on a copy (`<database>_build`), dropped at the end.
 On the copy: `migrate payments 0004_invoice_figures`; then `EXPLAIN (ANALYZE, BUFFERS)` of one build
 batch (figures v3's refresh statement over `--batch-size` invoice ids from the middle of the table) in
@@ -76,7 +76,7 @@ def measure(database: str, batch_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database", required=True, help="a database right after pay10_backfill")
+    parser.add_argument("--database", required=True, help="a database after pay10_backfill, before the final migrate")
     parser.add_argument("--batch-size", type=int, default=20_000, help="invoices in the batch explained (the build's own)")
     args = parser.parse_args()
     result = measure(args.database, args.batch_size)

@@ -2,11 +2,14 @@
 skip on PostgreSQL fails the run. The flushes between transactional tests unlock the audit log's
 TRUNCATE guard deliberately (the owner's unlock, `payments/database/audit_truncate_v1.py`); nothing else does.
 The suite's API calls and admin logins are neither throttled nor locked out by accident: its
-throttle rates are high and django-axes' counts are cleared before each test."""
+throttle rates are high and django-axes' counts are cleared before each test. `legacy_database`
+gives a test the legacy schema (`payments 0001_initial`) and migrates back to head after it."""
 import os
+from io import StringIO
 
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.backends.postgresql.operations import DatabaseOperations
 
@@ -23,6 +26,16 @@ def _flush_unlocking_the_audit_log(self, sql_list):
 
 
 DatabaseOperations.execute_sql_flush = _flush_unlocking_the_audit_log
+
+
+@pytest.fixture
+def legacy_database():
+    """The database at the legacy state (`payments 0001_initial`) for the test; head again after it."""
+    call_command("migrate", "payments", "0001_initial", verbosity=0, stdout=StringIO())
+    try:
+        yield
+    finally:
+        call_command("migrate", verbosity=0, stdout=StringIO())
 
 
 @pytest.fixture(autouse=True)

@@ -64,15 +64,6 @@ class RolledBack(Exception):
     pass
 
 
-@pytest.fixture
-def legacy_database():
-    run("migrate", "payments", "0001_initial", "--verbosity", "0")
-    try:
-        yield
-    finally:
-        run("migrate", "--verbosity", "0")
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the floor is PostgreSQL SQL")
 def test_same_rows_floor_writes_what_the_backfill_writes(legacy_database):
     run("pay10_seed_legacy", "--tenant", "rcme-dev", "--invoices", "400", "--seed", "3")

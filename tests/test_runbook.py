@@ -42,15 +42,6 @@ def without_unapplied_credit(summary: dict) -> dict:
     }
 
 
-@pytest.fixture
-def legacy_database():
-    run("migrate", "payments", "0001_initial", "--verbosity", "0")
-    try:
-        yield
-    finally:
-        run("migrate", "--verbosity", "0")
-
-
 def test_runbook_backfill_keeps_finance_figures_and_verifies(legacy_database, tmp_path):
     today = timezone.localdate()
     run("pay10_seed_legacy", "--tenant", TENANT, "--invoices", str(INVOICES), "--seed", "7")

@@ -7,8 +7,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from payments.models import InvoiceFiguresBuild, TenantBalanceBuild
 from payments.services import balances, figures
-from payments.services.balances import balances_build, balances_rebuild
-from payments.services.figures import figures_build, figures_rebuild, figures_supported
 
 NOT_SUPPORTED = "the FIN-01/FIN-02 read model exists on PostgreSQL only; this database computes its figures live"
 NOTHING_TO_RESUME = "no interrupted build to resume; run without --resume to rebuild"
@@ -35,7 +33,7 @@ class Command(BaseCommand):
         batch_size = options["batch_size"]
         if batch_size is not None and batch_size < 1:
             raise CommandError(BAD_BATCH_SIZE)
-        if not figures_supported():
+        if not figures.figures_supported():
             raise CommandError(NOT_SUPPORTED)
         parts = [options["only"]] if options["only"] else list(PARTS)
 
@@ -49,9 +47,10 @@ class Command(BaseCommand):
             if not parts:
                 raise CommandError(NOTHING_TO_RESUME)
         if "figures" in parts:
-            build = figures_build if options["resume"] else figures_rebuild
+            build = figures.figures_build if options["resume"] else figures.figures_rebuild
             built = build(batch_size=batch_size or figures.BUILD_BATCH_SIZE, progress=progress)
             self.stdout.write(f"Read model built: {built} invoice(s) refreshed")
         if "balances" in parts:
-            (balances_build if options["resume"] else balances_rebuild)(batch_size=batch_size or balances.BUILD_BATCH_SIZE)
+            build = balances.balances_build if options["resume"] else balances.balances_rebuild
+            build(batch_size=batch_size or balances.BUILD_BATCH_SIZE)
             self.stdout.write("Tenant balances built")

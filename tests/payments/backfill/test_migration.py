@@ -37,15 +37,6 @@ def migrate(*args) -> None:
     call_command("migrate", *args, verbosity=0, stdout=StringIO())
 
 
-@pytest.fixture
-def legacy_database():
-    migrate("payments", "0001_initial")
-    try:
-        yield
-    finally:
-        migrate()
-
-
 def test_migrate_backfills_and_reverse_restores_the_legacy_tables_exactly(legacy_database):
     legacy_seed(tenant_id="rcme-dev", invoices=60, seed=3)
     before = legacy_dump()
